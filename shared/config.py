@@ -1,0 +1,285 @@
+"""Typed application settings, read from the environment once and validated.
+
+Every setting the product's code reads is declared in ``SETTINGS`` below; the README's
+settings table and the infrastructure's app settings are checked against this list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+ACTIONS: Final = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob")
+DECISIONS: Final = ("succeeded", "alreadyDone", "retry", "deadLetter")
+
+# name -> (default or None when required/optional-without-default, one-line meaning)
+SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
+    "ServiceBusConnection__fullyQualifiedNamespace": (
+        None,
+        "Service Bus namespace host (identity-based connection), e.g. myns.servicebus.windows.net",
+    ),
+    "ServiceBusConnection": (
+        None,
+        "Local runs only: a Service Bus connection string (e.g. the local peer's); "
+        "used when the namespace setting is absent",
+    ),
+    "AZURE_CLIENT_ID": (None, "Client id of the user-assigned managed identity; unset = default chain"),
+    "COMMAND_QUEUE_NAME": ("batch-commands", "Queue the commands arrive on (and retries are scheduled to)"),
+    "OUTCOME_TOPIC_NAME": ("batch-outcomes", "Topic the outcome events are published to"),
+    "BATCH_ACCOUNTS": (None, 'JSON object of account alias -> Batch endpoint URL, e.g. {"prod": "https://..."}'),
+    "BATCH_DEFAULT_ACCOUNT": (None, "Alias used when a command names none; may be unset with one account"),
+    "BATCH_API_VERSION": ("2025-06-01", "Batch REST api-version: 2025-06-01 or 2024-07-01.20.0"),
+    "BATCH_ALLOW_HTTP_LOOPBACK": ("false", "Local runs only: allow http:// endpoints on loopback addresses"),
+    "BATCH_CONNECT_TIMEOUT_SECONDS": ("5", "TCP connect timeout for Batch calls"),
+    "BATCH_READ_TIMEOUT_SECONDS": ("30", "Read timeout for Batch calls"),
+    "RETRY_MAX_ATTEMPTS": ("8", "Attempts before a retryable command is dead-lettered RetriesExhausted"),
+    "RETRY_BASE_DELAY_SECONDS": ("5", "Backoff base: attempt n waits up to base * 2**(n-1) seconds"),
+    "RETRY_MAX_DELAY_SECONDS": ("900", "Backoff cap in seconds"),
+    "DECISION_OVERRIDES": ("{}", 'JSON object "action:ErrorCode" -> decision, overriding the policy table'),
+    "RETENTION_SCHEDULE": ("0 0 3 * * *", "NCRONTAB schedule (UTC) of the retention cleanup timer"),
+    "RETENTION_DAYS": ("7", "Completed tasks older than this many days are deleted"),
+    "RETENTION_ACCOUNTS": ("", "Comma-separated account aliases to clean; empty = all configured"),
+    "RETENTION_JOB_PREFIX": ("", "Only jobs whose id starts with this prefix; empty = all jobs"),
+    "RETENTION_JOB_STATE": ("", "Only jobs in this state (e.g. completed); empty = any state"),
+    "RETENTION_TASK_RESULT": ("any", "Which completed tasks qualify: any or success"),
+    "RETENTION_MAX_COMMANDS": ("10000", "At most this many delete commands per run"),
+    "RETENTION_DRY_RUN": ("false", "Report what would be deleted without enqueuing commands"),
+    "ALERT_ALLOWED_ACTIONS": ("terminateTask,reactivateTask", "Actions an alert may trigger (comma-separated)"),
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    default = SETTINGS[name][0]
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise ConfigError(f"setting {name} is required: {SETTINGS[name][1]}")
+    return default
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"setting {name}={raw!r} must be a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"setting {name}={value} must be between {minimum} and {maximum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, minimum: float, maximum: float) -> float:
+    raw = _get(env, name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"setting {name}={raw!r} must be a number of seconds") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"setting {name}={value} must be between {minimum} and {maximum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name).lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"setting {name}={raw!r} must be true or false")
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, object]:
+    raw = _get(env, name)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"setting {name} is not valid JSON ({exc.msg}); expected {SETTINGS[name][1]}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"setting {name} must be a JSON object: {SETTINGS[name][1]}")
+    return value
+
+
+def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _get(env, name).split(",") if part.strip())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _endpoint(alias: str, url: object, allow_http_loopback: bool) -> str:
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"setting BATCH_ACCOUNTS: account {alias!r} needs an endpoint URL string")
+    parts = urlsplit(url)
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"setting BATCH_ACCOUNTS: account {alias!r} endpoint {url!r} must be a bare URL "
+            "such as https://myaccount.westeurope.batch.azure.com"
+        )
+    if parts.scheme == "http" and not (allow_http_loopback and is_loopback(parts.hostname)):
+        raise ConfigError(
+            f"setting BATCH_ACCOUNTS: account {alias!r} endpoint {url!r} must use https "
+            "(plain http is allowed only on loopback with BATCH_ALLOW_HTTP_LOOPBACK=true)"
+        )
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"setting BATCH_ACCOUNTS: account {alias!r} endpoint {url!r} must use https")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@dataclass(frozen=True)
+class ServiceBusSettings:
+    namespace: str | None
+    connection_string: str | None = field(repr=False)
+    queue: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    schedule: str
+    days: int
+    accounts: tuple[str, ...]
+    job_prefix: str
+    job_state: str
+    task_result: str
+    max_commands: int
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    accounts: dict[str, str]
+    default_account: str
+    api_version: str
+    connect_timeout: float
+    read_timeout: float
+    client_id: str | None
+    servicebus: ServiceBusSettings
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+    decision_overrides: dict[tuple[str, str], str]
+    retention: RetentionSettings
+    alert_actions: tuple[str, ...]
+
+
+API_VERSIONS: Final = ("2025-06-01", "2024-07-01.20.0")
+
+
+def _accounts(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    allow_http = _bool(env, "BATCH_ALLOW_HTTP_LOOPBACK")
+    raw = _json_object(env, "BATCH_ACCOUNTS")
+    if not raw:
+        raise ConfigError("setting BATCH_ACCOUNTS must name at least one account")
+    accounts = {alias: _endpoint(alias, url, allow_http) for alias, url in raw.items()}
+    default = _optional(env, "BATCH_DEFAULT_ACCOUNT")
+    if default is None:
+        if len(accounts) > 1:
+            raise ConfigError("setting BATCH_DEFAULT_ACCOUNT is required when BATCH_ACCOUNTS has several accounts")
+        default = next(iter(accounts))
+    if default not in accounts:
+        raise ConfigError(f"setting BATCH_DEFAULT_ACCOUNT={default!r} is not an alias in BATCH_ACCOUNTS")
+    return accounts, default
+
+
+def _overrides(env: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    overrides: dict[tuple[str, str], str] = {}
+    for key, decision in _json_object(env, "DECISION_OVERRIDES").items():
+        action, _, code = key.partition(":")
+        if action not in ACTIONS or not code:
+            raise ConfigError(
+                f"setting DECISION_OVERRIDES: key {key!r} must be 'action:ErrorCode' with action one of {ACTIONS}"
+            )
+        if decision not in DECISIONS:
+            raise ConfigError(f"setting DECISION_OVERRIDES: {key!r} -> {decision!r} must be one of {DECISIONS}")
+        overrides[(action, code)] = str(decision)
+    return overrides
+
+
+def _servicebus(env: Mapping[str, str]) -> ServiceBusSettings:
+    namespace = _optional(env, "ServiceBusConnection__fullyQualifiedNamespace")
+    connection_string = _optional(env, "ServiceBusConnection")
+    if namespace is None and connection_string is None:
+        raise ConfigError(
+            "setting ServiceBusConnection__fullyQualifiedNamespace is required "
+            "(or ServiceBusConnection with a connection string for local runs)"
+        )
+    return ServiceBusSettings(
+        namespace=namespace,
+        connection_string=connection_string,
+        queue=_get(env, "COMMAND_QUEUE_NAME"),
+        topic=_get(env, "OUTCOME_TOPIC_NAME"),
+    )
+
+
+def _retention(env: Mapping[str, str], accounts: Mapping[str, str]) -> RetentionSettings:
+    selected = _csv(env, "RETENTION_ACCOUNTS") or tuple(accounts)
+    unknown = [alias for alias in selected if alias not in accounts]
+    if unknown:
+        raise ConfigError(f"setting RETENTION_ACCOUNTS names unknown aliases {unknown}; known: {list(accounts)}")
+    task_result = _get(env, "RETENTION_TASK_RESULT")
+    if task_result not in ("any", "success"):
+        raise ConfigError(f"setting RETENTION_TASK_RESULT={task_result!r} must be 'any' or 'success'")
+    job_state = _get(env, "RETENTION_JOB_STATE")
+    job_states = ("", "active", "disabling", "disabled", "enabling", "terminating", "completed", "deleting")
+    if job_state not in job_states:
+        raise ConfigError(f"setting RETENTION_JOB_STATE={job_state!r} must be empty or one of {job_states[1:]}")
+    return RetentionSettings(
+        schedule=_get(env, "RETENTION_SCHEDULE"),
+        days=_int(env, "RETENTION_DAYS", 0, 3650),
+        accounts=selected,
+        job_prefix=_get(env, "RETENTION_JOB_PREFIX"),
+        job_state=job_state,
+        task_result=task_result,
+        max_commands=_int(env, "RETENTION_MAX_COMMANDS", 1, 1_000_000),
+        dry_run=_bool(env, "RETENTION_DRY_RUN"),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    accounts, default_account = _accounts(env)
+    api_version = _get(env, "BATCH_API_VERSION")
+    if api_version not in API_VERSIONS:
+        raise ConfigError(f"setting BATCH_API_VERSION={api_version!r} must be one of {API_VERSIONS}")
+    alert_actions = _csv(env, "ALERT_ALLOWED_ACTIONS")
+    bad_actions = [a for a in alert_actions if a not in ACTIONS]
+    if bad_actions:
+        raise ConfigError(f"setting ALERT_ALLOWED_ACTIONS has unknown actions {bad_actions}; known: {ACTIONS}")
+    max_delay = _float(env, "RETRY_MAX_DELAY_SECONDS", 1, 86_400)
+    return Settings(
+        accounts=accounts,
+        default_account=default_account,
+        api_version=api_version,
+        connect_timeout=_float(env, "BATCH_CONNECT_TIMEOUT_SECONDS", 0.1, 120),
+        read_timeout=_float(env, "BATCH_READ_TIMEOUT_SECONDS", 0.1, 600),
+        client_id=_optional(env, "AZURE_CLIENT_ID"),
+        servicebus=_servicebus(env),
+        max_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 1, 100),
+        base_delay=_float(env, "RETRY_BASE_DELAY_SECONDS", 0.001, max_delay),
+        max_delay=max_delay,
+        decision_overrides=_overrides(env),
+        retention=_retention(env, accounts),
+        alert_actions=alert_actions,
+    )
