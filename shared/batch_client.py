@@ -1,0 +1,289 @@
+"""The Azure Batch REST client: the four lifecycle actions, reads for dry runs, paged listings.
+
+One ``requests.Session`` (pooled keep-alive connections, thread-safe for this use) and one token
+credential per process. Transport failures come back as answers with ``transport_error`` set, so
+the policy decides on them like any other answer. Redirects are never followed, and paging links
+are checked against the configured endpoint, so the token only ever goes to configured hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+
+from shared.contract import ID_PATTERN, Command, http_date
+from shared.policy import TRANSPORT_ERROR
+
+# The Batch audience is "https://batch.core.windows.net/" (trailing slash); azure-identity strips
+# "/.default", so the scope needs the double slash.
+BATCH_SCOPE: Final = "https://batch.core.windows.net//.default"
+CONTENT_TYPE: Final = "application/json; odata=minimalmetadata"
+# client-request-id is a GUID derived from the commandId, so every attempt of one command
+# can be found in Batch's logs under the same id.
+_CLIENT_REQUEST_NAMESPACE: Final = uuid.UUID("6f1c9a52-3f57-4d3e-9d0c-2b8f7f1e0a41")
+MAX_MESSAGE_CHARS: Final = 300
+
+
+@dataclass(frozen=True)
+class BatchError:
+    code: str
+    message: str
+    values: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "values": [{"key": k, "value": v} for k, v in self.values]}
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """What one Batch call answered (or why it got no answer)."""
+
+    status: int | None
+    error: BatchError | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    retry_after: float | None = None
+    body: Mapping[str, Any] | None = field(default=None, repr=False)
+    duration_ms: int = 0
+
+    @property
+    def code(self) -> str | None:
+        return self.error.code if self.error else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class UntrustedLink(ValueError):
+    """A paging link points outside the configured endpoint; following it would leak the token."""
+
+
+def client_request_id(command_id: str) -> str:
+    return str(uuid.uuid5(_CLIENT_REQUEST_NAMESPACE, command_id))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def parse_error(response: requests.Response) -> BatchError | None:
+    """Read a BatchError body; None when the body is not one (e.g. a proxy's HTML page)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        return None
+    message = data.get("message")
+    text = message.get("value", "") if isinstance(message, dict) else ""
+    # The service appends "\nRequestId:...\nTime:..." to the message; the request id is reported separately.
+    first_line = str(text).split("\n", 1)[0][:MAX_MESSAGE_CHARS]
+    values = tuple(
+        (str(item.get("key", "")), str(item.get("value", ""))[:MAX_MESSAGE_CHARS])
+        for item in data.get("values") or ()
+        if isinstance(item, dict)
+    )
+    return BatchError(data["code"], first_line, values)
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: Mapping[str, Any] | None = None
+
+
+def _segment(value: str) -> str:
+    # The contract validated IDs already; checking again here keeps this module safe on its own.
+    if not ID_PATTERN.fullmatch(value):
+        raise ValueError(f"invalid Batch id {value!r}")
+    return quote(value, safe="")
+
+
+def action_call(command: Command) -> _Call:
+    """The REST call that performs ``command``."""
+    job = f"/jobs/{_segment(command.job_id)}"
+    task = f"{job}/tasks/{_segment(command.task_id)}" if command.task_id is not None else ""
+    if command.action == "deleteTask":
+        return _Call("DELETE", task)
+    if command.action == "terminateTask":
+        return _Call("POST", f"{task}/terminate")
+    if command.action == "reactivateTask":
+        return _Call("POST", f"{task}/reactivate")
+    body = {"terminateReason": command.reason} if command.reason else None
+    params = {"force": "true"} if command.force else {}
+    return _Call("POST", f"{job}/terminate", params, body)
+
+
+class BatchClient:
+    """Calls one or more Batch accounts; safe to share across the worker's threads."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, str],
+        credential: TokenCredential,
+        session: requests.Session,
+        api_version: str,
+        timeout: tuple[float, float],
+    ) -> None:
+        self._endpoints = dict(endpoints)
+        self._credential = credential
+        self._session = session
+        self._api_version = api_version
+        self._timeout = timeout
+
+    def execute(self, command: Command) -> BatchAnswer:
+        """Perform the command's action."""
+        return self._send(command.account, action_call(command), command)
+
+    def get_job(self, account: str, job_id: str, command: Command | None = None) -> BatchAnswer:
+        return self._send(account, _Call("GET", f"/jobs/{_segment(job_id)}"), command)
+
+    def get_task(self, account: str, job_id: str, task_id: str, command: Command | None = None) -> BatchAnswer:
+        path = f"/jobs/{_segment(job_id)}/tasks/{_segment(task_id)}"
+        return self._send(account, _Call("GET", path), command)
+
+    def list_pages(self, account: str, path: str, params: Mapping[str, str]) -> Iterator[BatchAnswer]:
+        """Yield each page of a listing (jobs or tasks), following odata.nextLink.
+
+        Stops after a failed page (which is yielded so the caller can report it).
+        """
+        url: str | None = self._endpoints[account] + path
+        query: Mapping[str, str] | None = params
+        while url is not None:
+            answer = self._request("GET", url, query, None, None)
+            yield answer
+            if not answer.ok or answer.body is None:
+                return
+            url = self._trusted(account, answer.body.get("odata.nextLink"))
+            query = None  # the next link carries the query, $skiptoken included
+
+    def list_values(self, account: str, path: str, params: Mapping[str, str]) -> Iterator[Mapping[str, Any]]:
+        """Yield the items of a listing one by one; raise BatchListError on a failed page."""
+        for page in self.list_pages(account, path, params):
+            if not page.ok or page.body is None:
+                raise BatchListError(path, page)
+            yield from page.body.get("value", ())
+
+    def _trusted(self, account: str, link: object) -> str | None:
+        if link is None:
+            return None
+        endpoint = urlsplit(self._endpoints[account])
+        target = urlsplit(str(link))
+        if (target.scheme, target.netloc.lower()) != (endpoint.scheme, endpoint.netloc):
+            raise UntrustedLink(f"paging link host {target.netloc!r} is not the configured endpoint")
+        return str(link)
+
+    def _send(self, account: str, call: _Call, command: Command | None) -> BatchAnswer:
+        url = self._endpoints[account] + call.path
+        params = {**call.params, "api-version": self._api_version}
+        return self._request(call.method, url, params, call.body, command)
+
+    def _headers(self, command: Command | None, has_body: bool) -> dict[str, str]:
+        token = self._credential.get_token(BATCH_SCOPE).token
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "ocp-date": formatdate(usegmt=True),
+            "return-client-request-id": "true",
+            "client-request-id": client_request_id(command.command_id) if command else str(uuid.uuid4()),
+            "Accept": "application/json",
+        }
+        if has_body:
+            headers["Content-Type"] = CONTENT_TYPE
+        if command is not None and command.if_match:
+            headers["If-Match"] = command.if_match
+        if command is not None and command.if_unmodified_since:
+            headers["If-Unmodified-Since"] = http_date(command.if_unmodified_since)
+        return headers
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        command: Command | None,
+    ) -> BatchAnswer:
+        started = time.perf_counter()
+        try:
+            headers = self._headers(command, body is not None)
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                data=json.dumps(body) if body is not None else None,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+            return _answer(response, _elapsed_ms(started))
+        except ClientAuthenticationError as exc:
+            # The identity endpoint failed; the exception text carries no token.
+            return _failure(f"could not get a token: {type(exc).__name__}", started, command)
+        except requests.RequestException as exc:
+            return _failure(f"no answer from Batch: {type(exc).__name__}", started, command)
+
+
+class BatchListError(RuntimeError):
+    def __init__(self, path: str, answer: BatchAnswer) -> None:
+        self.answer = answer
+        super().__init__(f"listing {path} failed: HTTP {answer.status} {answer.code}")
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _failure(message: str, started: float, command: Command | None) -> BatchAnswer:
+    return BatchAnswer(
+        status=None,
+        error=BatchError(TRANSPORT_ERROR, message),
+        client_request_id=client_request_id(command.command_id) if command else None,
+        duration_ms=_elapsed_ms(started),
+    )
+
+
+def _answer(response: requests.Response, duration_ms: int) -> BatchAnswer:
+    ok = 200 <= response.status_code < 300
+    body: Mapping[str, Any] | None = None
+    error: BatchError | None = None
+    if ok and response.content:
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = None
+        body = parsed if isinstance(parsed, dict) else None
+    elif not ok:
+        error = parse_error(response)
+    return BatchAnswer(
+        status=response.status_code,
+        error=error,
+        request_id=response.headers.get("request-id"),
+        client_request_id=response.headers.get("client-request-id"),
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        body=body,
+        duration_ms=duration_ms,
+    )

@@ -1,0 +1,237 @@
+"""The command contract: parse a queue message body into a typed, validated command.
+
+The rules here and ``schemas/command.schema.json`` describe the same contract; a test keeps
+them in step. Every broken rule is reported at once, so a producer can fix a message in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any, Final
+
+from shared.config import ACTIONS
+
+TASK_ACTIONS: Final = frozenset({"terminateTask", "deleteTask", "reactivateTask"})
+FIELDS: Final = frozenset(
+    {
+        "action",
+        "jobId",
+        "taskId",
+        "account",
+        "reason",
+        "force",
+        "ifMatch",
+        "ifUnmodifiedSince",
+        "dryRun",
+        "commandId",
+        "requestedBy",
+    }
+)
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# commandId becomes part of Service Bus message ids (max 128 chars) with an attempt suffix.
+COMMAND_ID_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,100}")
+ETAG_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,128}")
+MAX_REASON: Final = 64
+MAX_REQUESTED_BY: Final = 256
+MAX_BODY_BYTES: Final = 64 * 1024
+
+
+class InvalidCommand(ValueError):
+    """The message breaks the contract; ``problems`` lists every broken rule."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Command:
+    action: str
+    job_id: str
+    task_id: str | None
+    account: str
+    command_id: str
+    reason: str | None = None
+    force: bool = False
+    if_match: str | None = None
+    if_unmodified_since: datetime | None = None
+    dry_run: bool = False
+    requested_by: str | None = None
+
+    def to_json(self) -> bytes:
+        """Canonical body, commandId included (retry copies carry it explicitly)."""
+        body: dict[str, Any] = {"action": self.action, "jobId": self.job_id, "account": self.account}
+        optional: dict[str, Any] = {
+            "taskId": self.task_id,
+            "reason": self.reason,
+            "force": self.force or None,
+            "ifMatch": self.if_match,
+            "ifUnmodifiedSince": http_date(self.if_unmodified_since) if self.if_unmodified_since else None,
+            "dryRun": self.dry_run or None,
+            "commandId": self.command_id,
+            "requestedBy": self.requested_by,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def _parse_moment(text: str) -> datetime | None:
+    """Accept RFC 1123 (as HTTP sends it) or ISO 8601 with an explicit offset."""
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidCommand([f"body is {len(body)} bytes; a command is at most {MAX_BODY_BYTES} bytes"])
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidCommand(["body is not UTF-8 text; send the command as UTF-8 JSON"]) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidCommand([f"body is not valid JSON ({exc.msg} at position {exc.pos})"]) from None
+    if not isinstance(value, dict):
+        raise InvalidCommand([f"body must be a JSON object, not {type(value).__name__}"])
+    return value
+
+
+class _Checker:
+    """Collects every broken rule instead of stopping at the first."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.problems: list[str] = []
+
+    def string(self, name: str, pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.problems.append(f"{name} must be a string")
+            return None
+        if pattern is not None and not pattern.fullmatch(value):
+            self.problems.append(f"{name} {value[:80]!r} is invalid: {hint}")
+            return None
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self.data.get(name, False)
+        if not isinstance(value, bool):
+            self.problems.append(f"{name} must be true or false")
+            return False
+        return value
+
+    def only_for_terminate_job(self, action: str | None, name: str) -> None:
+        if name in self.data and action in TASK_ACTIONS:
+            self.problems.append(f"{name} applies to terminateJob only; remove it from a {action} command")
+
+
+ID_HINT: Final = "use 1-64 letters, digits, '-' or '_'"
+
+
+def parse_command(body: bytes, message_id: str | None, accounts: Collection[str], default_account: str) -> Command:
+    """Validate ``body`` against the contract; raise InvalidCommand naming every broken rule."""
+    data = _decode(body)
+    check = _Checker(data)
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        check.problems.append(f"unknown fields {unknown}; allowed fields are {sorted(FIELDS)}")
+    action = _action(check)
+    job_id, task_id = _targets(check, action)
+    account = check.string("account") or default_account
+    if account not in accounts:
+        check.problems.append(f"account {account[:40]!r} is not configured; known accounts: {sorted(accounts)}")
+    reason, force = _terminate_job_options(check, action)
+    if_match, since = _preconditions(check)
+    dry_run = check.boolean("dryRun")
+    command_id = _command_id(check, message_id)
+    requested_by = check.string("requestedBy")
+    if requested_by is not None and len(requested_by) > MAX_REQUESTED_BY:
+        check.problems.append(f"requestedBy must be at most {MAX_REQUESTED_BY} characters")
+
+    if check.problems:
+        raise InvalidCommand(check.problems)
+    assert action is not None and job_id is not None and command_id is not None  # guaranteed by the checks
+    return Command(
+        action=action,
+        job_id=job_id,
+        task_id=task_id,
+        account=account,
+        command_id=command_id,
+        reason=reason,
+        force=force,
+        if_match=if_match,
+        if_unmodified_since=since,
+        dry_run=dry_run,
+        requested_by=requested_by,
+    )
+
+
+def _action(check: _Checker) -> str | None:
+    action = check.string("action")
+    if action is None and "action" not in check.data:
+        check.problems.append(f"action is required: one of {list(ACTIONS)}")
+    elif action is not None and action not in ACTIONS:
+        check.problems.append(f"action {action[:40]!r} is unknown; use one of {list(ACTIONS)}")
+        return None
+    return action
+
+
+def _targets(check: _Checker, action: str | None) -> tuple[str | None, str | None]:
+    job_id = check.string("jobId", ID_PATTERN, ID_HINT)
+    if "jobId" not in check.data:
+        check.problems.append("jobId is required")
+    task_id = check.string("taskId", ID_PATTERN, ID_HINT)
+    if action in TASK_ACTIONS and "taskId" not in check.data:
+        check.problems.append(f"taskId is required for {action}")
+    if action == "terminateJob" and "taskId" in check.data:
+        check.problems.append("taskId must not be given for terminateJob")
+    return job_id, task_id
+
+
+def _terminate_job_options(check: _Checker, action: str | None) -> tuple[str | None, bool]:
+    check.only_for_terminate_job(action, "reason")
+    check.only_for_terminate_job(action, "force")
+    reason = check.string("reason")
+    if reason is not None and not 1 <= len(reason) <= MAX_REASON:
+        check.problems.append(f"reason must be 1-{MAX_REASON} characters")
+    return reason, check.boolean("force")
+
+
+def _preconditions(check: _Checker) -> tuple[str | None, datetime | None]:
+    if_match = check.string("ifMatch", ETAG_PATTERN, "use the ETag as Batch returned it, e.g. 0x8D4125FD1A825A4")
+    since_text = check.string("ifUnmodifiedSince")
+    since = _parse_moment(since_text) if since_text is not None else None
+    if since_text is not None and since is None:
+        check.problems.append(
+            "ifUnmodifiedSince must be an RFC 1123 date (Sun, 06 Nov 1994 08:49:37 GMT) "
+            "or ISO 8601 with an offset (1994-11-06T08:49:37Z)"
+        )
+    if "ifMatch" in check.data and "ifUnmodifiedSince" in check.data:
+        check.problems.append("give at most one of ifMatch and ifUnmodifiedSince")
+    return if_match, since
+
+
+def _command_id(check: _Checker, message_id: str | None) -> str | None:
+    command_id = check.string("commandId", COMMAND_ID_PATTERN, "use 1-100 printable ASCII characters, no spaces")
+    if "commandId" in check.data:
+        return command_id
+    if message_id is None or not COMMAND_ID_PATTERN.fullmatch(message_id):
+        check.problems.append("commandId is missing and the message has no usable message_id to default to")
+        return None
+    return message_id

@@ -1,0 +1,258 @@
+"""Process one command message: call Batch, decide, schedule a retry, publish the outcome, settle.
+
+The order is DESIGN.md section 4's: call Batch -> decide -> (schedule retry copy) -> publish
+outcome -> settle. If anything after the Batch call fails the message is abandoned, so Service Bus
+delivers it again; the policy turns the repeat into ``alreadyDone``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from shared import dry_run
+from shared.backoff import retry_delay
+from shared.batch_client import BatchAnswer
+from shared.config import Settings
+from shared.contract import Command, InvalidCommand, parse_command
+from shared.messages import (
+    ATTEMPT_PROPERTY,
+    COMMAND_ID_PROPERTY,
+    Outbound,
+    UnreadableBody,
+    body_bytes,
+)
+from shared.outcome import Outcome
+from shared.policy import Policy, Verdict
+
+MAX_DESCRIPTION_BYTES = 1024
+log = logging.getLogger("batch_lifecycle")
+
+
+class BatchApi(dry_run.StateReader, Protocol):
+    def execute(self, command: Command) -> BatchAnswer: ...
+
+
+class Bus(Protocol):
+    """Where outcomes and retry copies go (the real one is Service Bus)."""
+
+    def publish(self, message: Outbound) -> None: ...
+
+    def schedule(self, message: Outbound) -> None: ...
+
+
+@dataclass(frozen=True)
+class Settlement:
+    kind: Literal["complete", "deadletter", "abandon"]
+    reason: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    settlement: Settlement
+    outcome: Outcome
+    log_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Received:
+    """The parts of a received message processing needs; ``body`` is the SDK's raw body."""
+
+    body: object
+    message_id: str | None
+    attempt: int = 1
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        batch: BatchApi,
+        bus: Bus,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._batch = batch
+        self._bus = bus
+        self._policy = Policy(settings.decision_overrides)
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    def process(self, received: Received) -> Result:
+        started = time.perf_counter()
+        try:
+            command = parse_command(
+                body_bytes(received.body),
+                received.message_id,
+                self._settings.accounts,
+                self._settings.default_account,
+            )
+        except (InvalidCommand, UnreadableBody) as exc:
+            result = self._invalid(received, str(exc))
+        else:
+            result = self._run(command, received.attempt)
+        result.log_fields["totalMs"] = round((time.perf_counter() - started) * 1000)
+        log.info("%s", json.dumps({"event": "commandProcessed", **result.log_fields}))
+        return result
+
+    def _invalid(self, received: Received, problems: str) -> Result:
+        command_id = received.message_id or _fingerprint(received.body)
+        outcome = Outcome(
+            command_id=command_id,
+            action=None,
+            account=None,
+            job_id=None,
+            task_id=None,
+            decision="deadLetter",
+            attempt=received.attempt,
+            occurred_at=self._clock(),
+            dead_letter_reason="InvalidCommand",
+            detail=_clip(problems),
+        )
+        settlement = Settlement("deadletter", "InvalidCommand", _clip(f"invalid command: {problems}"))
+        return self._finish(outcome, settlement, None)
+
+    def _run(self, command: Command, attempt: int) -> Result:
+        if command.dry_run:
+            answer, status, code = dry_run.inspect(self._batch, command)
+            verdict = self._policy.decide(command.action, status, code)
+            read_failed = not answer.ok and verdict.decision == "retry"
+            if not read_failed:
+                return self._report_dry_run(command, attempt, answer, verdict)
+        else:
+            answer = self._batch.execute(command)
+            verdict = self._policy.decide(command.action, answer.status, answer.code)
+        if verdict.decision == "retry":
+            return self._retry(command, attempt, answer, verdict)
+        if verdict.decision == "deadLetter":
+            return self._dead_letter(command, attempt, answer, _reason(answer), _describe(command, answer))
+        outcome = self._outcome(command, attempt, answer, verdict.decision)
+        return self._finish(outcome, Settlement("complete"), None)
+
+    def _report_dry_run(self, command: Command, attempt: int, answer: BatchAnswer, verdict: Verdict) -> Result:
+        detail = f"dry run: the real call would be decided {verdict.decision} ({verdict.rule})"
+        outcome = self._outcome(command, attempt, answer, verdict.decision, detail=detail)
+        return self._finish(outcome, Settlement("complete"), None)
+
+    def _retry(self, command: Command, attempt: int, answer: BatchAnswer, verdict: Verdict) -> Result:
+        if verdict.max_attempts is not None and attempt >= verdict.max_attempts:
+            return self._dead_letter(command, attempt, answer, _reason(answer), _describe(command, answer))
+        if attempt >= self._settings.max_attempts:
+            description = f"gave up after {attempt} attempts; last answer: {_describe(command, answer)}"
+            return self._dead_letter(command, attempt, answer, "RetriesExhausted", description)
+        delay = retry_delay(attempt, self._settings.base_delay, self._settings.max_delay, answer.retry_after, self._rng)
+        retry_at = self._clock() + timedelta(seconds=delay)
+        copy = Outbound(
+            body=command.to_json(),
+            message_id=f"{command.command_id}#{attempt + 1}",
+            subject=command.action,
+            application_properties={ATTEMPT_PROPERTY: attempt + 1, COMMAND_ID_PROPERTY: command.command_id},
+            correlation_id=command.command_id,
+            scheduled_enqueue_time=retry_at,
+        )
+        outcome = self._outcome(command, attempt, answer, "retry", retry_at=retry_at)
+        return self._finish(outcome, Settlement("complete"), copy)
+
+    def _dead_letter(
+        self, command: Command, attempt: int, answer: BatchAnswer, reason: str, description: str
+    ) -> Result:
+        outcome = self._outcome(command, attempt, answer, "deadLetter", reason=reason, detail=_clip(description))
+        return self._finish(outcome, Settlement("deadletter", reason, _clip(description)), None)
+
+    def _outcome(
+        self,
+        command: Command,
+        attempt: int,
+        answer: BatchAnswer,
+        decision: str,
+        *,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> Outcome:
+        return Outcome(
+            command_id=command.command_id,
+            action=command.action,
+            account=command.account,
+            job_id=command.job_id,
+            task_id=command.task_id,
+            decision=decision,
+            attempt=attempt,
+            occurred_at=self._clock(),
+            answer=answer,
+            dry_run=command.dry_run,
+            retry_at=retry_at,
+            dead_letter_reason=reason,
+            detail=detail,
+            requested_by=command.requested_by,
+        )
+
+    def _finish(self, outcome: Outcome, settlement: Settlement, retry_copy: Outbound | None) -> Result:
+        fields = _log_fields(outcome, settlement)
+        try:
+            if retry_copy is not None:
+                self._bus.schedule(retry_copy)
+            self._bus.publish(outcome.message())
+        except Exception as exc:  # any failure here must turn into a redelivery
+            fields.update(settlement="abandon", abandonCause=type(exc).__name__)
+            return Result(
+                Settlement("abandon", description=f"{type(exc).__name__} after the Batch call"), outcome, fields
+            )
+        return Result(settlement, outcome, fields)
+
+
+def _log_fields(outcome: Outcome, settlement: Settlement) -> dict[str, Any]:
+    answer = outcome.answer
+    return {
+        "commandId": outcome.command_id,
+        "action": outcome.action,
+        "account": outcome.account,
+        "jobId": outcome.job_id,
+        "taskId": outcome.task_id,
+        "attempt": outcome.attempt,
+        "dryRun": outcome.dry_run,
+        "decision": outcome.decision,
+        "httpStatus": answer.status if answer else None,
+        "errorCode": outcome.error_code,
+        "batchRequestId": answer.request_id if answer else None,
+        "batchMs": answer.duration_ms if answer else 0,
+        "settlement": settlement.kind,
+        "deadLetterReason": settlement.reason,
+    }
+
+
+def _reason(answer: BatchAnswer) -> str:
+    if answer.code == "ConditionNotMet":
+        return "PreconditionFailed"
+    return answer.code or f"HttpStatus{answer.status}"
+
+
+def _describe(command: Command, answer: BatchAnswer) -> str:
+    target = f"job {command.job_id}" + (f" task {command.task_id}" if command.task_id else "")
+    status = f"HTTP {answer.status}" if answer.status is not None else "no HTTP answer"
+    error = f" {answer.error.code}: {answer.error.message}" if answer.error else ""
+    return f"{command.action} on {target} in account {command.account}: Batch gave {status}{error}"
+
+
+def _clip(text: str) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_DESCRIPTION_BYTES:
+        return text
+    return encoded[: MAX_DESCRIPTION_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+def _fingerprint(body: object) -> str:
+    try:
+        raw = body_bytes(body)
+    except UnreadableBody:
+        raw = repr(body).encode()
+    return "sha256-" + hashlib.sha256(raw).hexdigest()[:32]

@@ -1,0 +1,90 @@
+"""Process-wide clients, created lazily on first use and shared by every invocation.
+
+Nothing here runs at import time: the Functions host imports ``function_app`` while the instance
+is scaling from zero, and no network call or slow construction belongs on that path. Each object
+is built once per process under a lock, because the worker runs invocations on several threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from requests.adapters import HTTPAdapter
+
+from shared.batch_client import BatchClient
+from shared.config import load_settings
+from shared.processor import Processor
+from shared.servicebus import ServiceBusGateway, make_client
+
+T = TypeVar("T")
+POOL_SIZE = 32  # keep-alive connections per Batch host; above the worker's default thread count
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, exactly once, even when threads race for it."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+                value = self._value
+        return value
+
+
+def make_credential(client_id: str | None) -> TokenCredential:
+    """A user-assigned managed identity by client id in Azure; the default chain for local use."""
+    if client_id:
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential()
+
+
+def make_session() -> requests.Session:
+    session = requests.Session()
+    # Retries are the policy's job (scheduled Service Bus copies), never hidden inside HTTP.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class Runtime:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.settings = Lazy(lambda: load_settings(env))
+        self.credential = Lazy(lambda: make_credential(self.settings.get().client_id))
+        self.batch = Lazy(self._make_batch)
+        self.bus = Lazy(self._make_bus)
+        self.processor = Lazy(lambda: Processor(self.settings.get(), self.batch.get(), self.bus.get()))
+
+    def _make_batch(self) -> BatchClient:
+        settings = self.settings.get()
+        return BatchClient(
+            settings.accounts,
+            self.credential.get(),
+            make_session(),
+            settings.api_version,
+            (settings.connect_timeout, settings.read_timeout),
+        )
+
+    def _make_bus(self) -> ServiceBusGateway:
+        settings = self.settings.get().servicebus
+        client = make_client(settings, self.credential.get)
+        return ServiceBusGateway(client, settings.queue, settings.topic)
+
+
+_process_runtime = Lazy(Runtime)
+
+
+def runtime() -> Runtime:
+    return _process_runtime.get()
