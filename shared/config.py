@@ -21,7 +21,7 @@ DECISIONS: Final = ("succeeded", "alreadyDone", "retry", "deadLetter")
 SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
     "ServiceBusConnection__fullyQualifiedNamespace": (
         None,
-        "Service Bus namespace host (identity-based connection), e.g. myns.servicebus.windows.net",
+        "Required in Azure. Service Bus namespace host (identity-based connection), e.g. myns.servicebus.windows.net",
     ),
     "ServiceBusConnection": (
         None,
@@ -31,7 +31,10 @@ SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
     "AZURE_CLIENT_ID": (None, "Client id of the user-assigned managed identity; unset = default chain"),
     "COMMAND_QUEUE_NAME": ("batch-commands", "Queue the commands arrive on (and retries are scheduled to)"),
     "OUTCOME_TOPIC_NAME": ("batch-outcomes", "Topic the outcome events are published to"),
-    "BATCH_ACCOUNTS": (None, 'JSON object of account alias -> Batch endpoint URL, e.g. {"prod": "https://..."}'),
+    "BATCH_ACCOUNTS": (
+        None,
+        'Required. JSON object of account alias -> Batch endpoint URL, e.g. {"prod": "https://..."}',
+    ),
     "BATCH_DEFAULT_ACCOUNT": (None, "Alias used when a command names none; may be unset with one account"),
     "BATCH_API_VERSION": ("2025-06-01", "Batch REST api-version: 2025-06-01 or 2024-07-01.20.0"),
     "BATCH_ALLOW_HTTP_LOOPBACK": ("false", "Local runs only: allow http:// endpoints on loopback addresses"),
@@ -283,3 +286,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention=_retention(env, accounts),
         alert_actions=alert_actions,
     )
+
+
+def markdown_table() -> str:
+    """The settings table as the README prints it (a test keeps the README equal to this)."""
+    lines = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    for name, (default, meaning) in SETTINGS.items():
+        shown = f"`{default}`" if default else "—"
+        lines.append(f"| `{name}` | {shown} | {meaning} |")
+    return "\n".join(lines)

@@ -126,3 +126,21 @@ def _rules_for(code: str | None, status: int | None) -> list[Rule]:
     by_code = [rule for rule in TABLE if code is not None and code in rule.codes]
     by_status = [rule for rule in TABLE if status is not None and status in rule.statuses]
     return by_code + by_status
+
+
+def markdown_table() -> str:
+    """The table as the README prints it (a test keeps the README equal to this)."""
+    header = "| Batch answer | " + " | ".join(ACTIONS) + " |"
+    lines = [header, "|---" * (len(ACTIONS) + 1) + "|"]
+    success = " | ".join(f"succeeded ({SUCCESS_STATUS[a]})" for a in ACTIONS)
+    lines.append(f"| 2xx success | {success} |")
+    for rule in TABLE:
+        cells = []
+        for cell in rule.cells:
+            text: str = cell or "—"
+            if cell == "retry" and rule.max_attempts:
+                text = f"retry, then deadLetter after {rule.max_attempts} attempts"
+            cells.append(text)
+        lines.append(f"| {rule.answer} | " + " | ".join(cells) + " |")
+    lines.append("| anything else (3xx, 501 ...) | " + " | ".join("deadLetter" for _ in ACTIONS) + " |")
+    return "\n".join(lines)
