@@ -118,10 +118,10 @@ class _Checker:
         self.problems: list[str] = []
 
     def string(self, name: str, pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
-        value = self.data.get(name)
-        if value is None:
+        if name not in self.data:
             return None
-        if not isinstance(value, str):
+        value = self.data[name]
+        if not isinstance(value, str):  # JSON null included: a field that is present must be a string
             self.problems.append(f"{name} must be a string")
             return None
         if pattern is not None and not pattern.fullmatch(value):
