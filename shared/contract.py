@@ -153,7 +153,9 @@ def parse_command(body: bytes, message_id: str | None, accounts: Collection[str]
         check.problems.append(f"unknown fields {unknown}; allowed fields are {sorted(FIELDS)}")
     action = _action(check)
     job_id, task_id = _targets(check, action)
-    account = check.string("account") or default_account
+    account = check.string("account")
+    if account is None:  # absent (or not a string, already reported): the default account
+        account = default_account
     if account not in accounts:
         check.problems.append(f"account {account[:40]!r} is not configured; known accounts: {sorted(accounts)}")
     reason, force = _terminate_job_options(check, action)
