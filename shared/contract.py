@@ -105,6 +105,8 @@ def _decode(body: bytes) -> dict[str, Any]:
         raise InvalidCommand(["body is not UTF-8 text; send the command as UTF-8 JSON"]) from None
     except json.JSONDecodeError as exc:
         raise InvalidCommand([f"body is not valid JSON ({exc.msg} at position {exc.pos})"]) from None
+    except RecursionError:  # e.g. 60,000 nested "[" fit in 64 KiB
+        raise InvalidCommand(["body nests JSON too deeply; a command is one flat JSON object"]) from None
     if not isinstance(value, dict):
         raise InvalidCommand([f"body must be a JSON object, not {type(value).__name__}"])
     return value
