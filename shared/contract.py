@@ -85,7 +85,11 @@ def http_date(moment: datetime) -> str:
 
 
 def _parse_moment(text: str) -> datetime | None:
-    """Accept RFC 1123 (as HTTP sends it) or ISO 8601 with an explicit offset."""
+    """Accept RFC 1123 (as HTTP sends it) or ISO 8601 with an explicit offset.
+
+    The moment must be one an HTTP date can carry (it is sent as If-Unmodified-Since and written
+    into retry copies as RFC 1123): in UTC, a four-digit year of 1900 or later (RFC 5322 3.3).
+    """
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
@@ -93,7 +97,13 @@ def _parse_moment(text: str) -> datetime | None:
             moment = datetime.fromisoformat(text)
         except ValueError:
             return None
-    return moment if moment.tzinfo is not None else None
+    if moment.tzinfo is None:
+        return None
+    try:
+        year = moment.astimezone(UTC).year
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past the year 9999 in UTC
+        return None
+    return moment if year >= 1900 else None
 
 
 def _decode(body: bytes) -> dict[str, Any]:
