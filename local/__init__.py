@@ -1,0 +1,1 @@
+"""Run the whole system on one machine: local stand-ins plus a host that drives function_app."""

@@ -1,0 +1,243 @@
+"""The local host: stand-ins plus function_app driven the way the Functions host drives it."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from azure.servicebus import ServiceBusClient
+from azure.servicebus.exceptions import ServiceBusError
+
+from emulators.batch import BatchEmulator
+from emulators.identity import IdentityEndpoint
+from emulators.servicebus import ServiceBusPeer
+from local.demo import seed_demo
+from local.functions import IndexedFunction, index, resolve
+from local.http_server import FunctionsHttpServer
+from local.queue_driver import QueueDriver
+from local.timers import TimerScheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+WELL_KNOWN_SB = (
+    "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true"
+)
+log = logging.getLogger("local.host")
+
+
+@dataclass(frozen=True)
+class Ports:
+    batch: int = 8091
+    identity: int = 8092
+    servicebus: int = 5672
+    http: int = 7071
+
+
+@dataclass
+class LocalHost:
+    ports: Ports = field(default_factory=Ports)
+    db_path: str = str(ROOT / ".local" / "servicebus.db")
+    seed: bool = True
+    print_outcomes: bool = True
+    out: TextIO | None = None
+    concurrency: int = 16
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stoppers: list[Callable[[], None]] = []
+        self.env: dict[str, str] = {}
+        self.functions: dict[str, IndexedFunction] = {}
+        self.batch: BatchEmulator | None = None
+        self.peer: ServiceBusPeer | None = None
+        self.timers: TimerScheduler | None = None
+        self.http: FunctionsHttpServer | None = None
+        self.drivers: list[QueueDriver] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LocalHost:
+        endpoints = self._start_standins()
+        self.env = self._environment(endpoints)
+        os.environ.update(self.env)
+        self.functions = index(importlib.import_module("function_app").app)
+        self._start_functions()
+        if self.seed and self.batch is not None:
+            seed_demo(self.batch)
+        if self.print_outcomes:
+            self._start_outcome_printer()
+        self._banner()
+        return self
+
+    def stop(self) -> None:
+        for stop in reversed(self._stoppers):
+            with contextlib.suppress(Exception):
+                stop()
+        self._stoppers.clear()
+
+    def __enter__(self) -> LocalHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- stand-ins ------------------------------------------------------------------------
+
+    def _start_standins(self) -> dict[str, str]:
+        """Start each stand-in, or use one already listening on its port."""
+        endpoints: dict[str, str] = {}
+        if _listening(self.ports.identity):
+            endpoints["identity"] = f"http://127.0.0.1:{self.ports.identity}"
+        else:
+            identity = IdentityEndpoint(port=self.ports.identity)
+            identity.start()
+            self._stoppers.append(identity.stop)
+            endpoints["identity"] = identity.url
+            endpoints["identity_secret"] = identity.header_secret
+        if _listening(self.ports.batch):
+            endpoints["batch"] = f"http://127.0.0.1:{self.ports.batch}"
+        else:
+            self.batch = BatchEmulator(port=self.ports.batch, jwks_url=endpoints["identity"] + "/.well-known/jwks.json")
+            self.batch.start()
+            self._stoppers.append(self.batch.stop)
+            endpoints["batch"] = self.batch.url
+        if _listening(self.ports.servicebus):
+            endpoints["servicebus"] = WELL_KNOWN_SB.format(port=self.ports.servicebus)
+        else:
+            Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+            self.peer = ServiceBusPeer(port=self.ports.servicebus, db_path=self.db_path)
+            self.peer.start()
+            self._stoppers.append(self.peer.stop)
+            endpoints["servicebus"] = self.peer.connection_string
+        return endpoints
+
+    def _environment(self, endpoints: dict[str, str]) -> dict[str, str]:
+        """local.settings.json (or the sample) values, pointed at the running stand-ins."""
+        settings_file = ROOT / "local.settings.json"
+        if not settings_file.exists():
+            settings_file = ROOT / "local.settings.sample.json"
+        values: dict[str, str] = json.loads(settings_file.read_text())["Values"]
+        values.update(
+            {
+                "ServiceBusConnection": endpoints["servicebus"],
+                "IDENTITY_ENDPOINT": endpoints["identity"] + "/msi/token",
+                "BATCH_ACCOUNTS": json.dumps({"local": endpoints["batch"]}),
+                "BATCH_DEFAULT_ACCOUNT": "local",
+                "BATCH_ALLOW_HTTP_LOOPBACK": "true",
+            }
+        )
+        if "identity_secret" in endpoints:
+            values["IDENTITY_HEADER"] = endpoints["identity_secret"]
+        values.update(self.overrides)
+        return values
+
+    # --- functions ------------------------------------------------------------------------
+
+    def _start_functions(self) -> None:
+        for function in self.functions.values():
+            if function.kind == "serviceBusTrigger":
+                queue = resolve(function.trigger["queueName"], self.env)
+                connection = self.env[function.trigger["connection"]]
+                driver = QueueDriver(function, connection, queue, self.concurrency)
+                driver.start()
+                self._stoppers.append(driver.stop)
+                self.drivers.append(driver)
+        self.timers = TimerScheduler(self.functions, self.env)
+        self.timers.start()
+        self._stoppers.append(self.timers.stop)
+        self.http = FunctionsHttpServer(self.functions, self.timers.fire, port=self.ports.http)
+        self.http.start()
+        self._stoppers.append(self.http.stop)
+
+    def _start_outcome_printer(self) -> None:
+        stop = threading.Event()
+        topic = self.env["OUTCOME_TOPIC_NAME"]
+        thread = threading.Thread(
+            target=_print_outcomes, args=(self.env["ServiceBusConnection"], topic, stop, self._print), daemon=True
+        )
+        thread.start()
+
+        def stop_printer() -> None:
+            stop.set()
+            thread.join(timeout=10)
+
+        self._stoppers.append(stop_printer)
+
+    # --- output ---------------------------------------------------------------------------
+
+    def _print(self, line: str) -> None:
+        if self.out is not None:
+            print(line, file=self.out, flush=True)
+
+    def _banner(self) -> None:
+        assert self.http is not None and self.timers is not None
+        queue = self.env["COMMAND_QUEUE_NAME"]
+        lines = [
+            "Local Batch task lifecycle functions are running.",
+            f"  Batch emulator      {json.loads(self.env['BATCH_ACCOUNTS'])['local']}  (admin API under /_emulator/)",
+            f"  Identity endpoint   {self.env['IDENTITY_ENDPOINT']}",
+            f"  Service Bus peer    amqp://127.0.0.1:{self.ports.servicebus}  queue {queue}, "
+            f"topic {self.env['OUTCOME_TOPIC_NAME']}",
+            f"  HTTP functions      {self.http.url}/api/",
+        ]
+        for function in self.functions.values():
+            lines.append(f"    {function.name:<20} {self._describe(function)}")
+        lines += [
+            "Send a command:",
+            "  .venv/bin/python -m local send terminateTask --job demo-job --task running-1",
+            "Outcome events are printed below as they are published. Ctrl-C stops everything.",
+        ]
+        for line in lines:
+            self._print(line)
+
+    def _describe(self, function: IndexedFunction) -> str:
+        assert self.http is not None and self.timers is not None
+        if function.kind == "serviceBusTrigger":
+            return f"queue {resolve(function.trigger['queueName'], self.env)}"
+        if function.kind == "timerTrigger":
+            run_now = f"curl -X POST {self.http.url}/admin/functions/{function.name}"
+            return f"timer '{self.timers.schedules[function.name]}' (UTC); run now: {run_now}"
+        route = function.trigger.get("route") or function.name
+        return f"{','.join(function.trigger.get('methods') or ['GET', 'POST'])} {self.http.url}/api/{route}"
+
+
+def _listening(port: int) -> bool:
+    if port == 0:
+        return False
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _print_outcomes(connection: str, topic: str, stop: threading.Event, emit: Callable[[str], None]) -> None:
+    while not stop.is_set():
+        try:
+            with (
+                ServiceBusClient.from_connection_string(connection) as client,
+                client.get_subscription_receiver(topic, "all") as receiver,
+            ):
+                while not stop.is_set():
+                    for message in receiver.receive_messages(max_message_count=50, max_wait_time=1):
+                        emit(_outcome_line(json.loads(b"".join(message.body))))
+                        receiver.complete_message(message)
+        except ServiceBusError as exc:
+            log.warning("outcome printer reconnecting after %s", type(exc).__name__)
+            stop.wait(1.0)
+
+
+def _outcome_line(event: dict[str, Any]) -> str:
+    target = "/".join(part for part in (event.get("jobId"), event.get("taskId")) if part)
+    code = (event.get("batchError") or {}).get("code") or event.get("deadLetterReason") or ""
+    extra = f" retryAt={event['retryAt']}" if event.get("retryAt") else ""
+    return (
+        f"outcome  {event.get('decision', '?'):<11} {event.get('action') or '-':<14} {target:<28} "
+        f"attempt={event.get('attempt')} http={event.get('httpStatus')} {code}{extra}".rstrip()
+    )
