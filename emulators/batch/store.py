@@ -1,0 +1,625 @@
+"""In-memory Batch account state: jobs, tasks and their state machines, behind one lock.
+
+Resources are kept as their REST JSON. A stored dict is never changed after it is published: every
+mutation stores a fresh copy, so readers may serialise what they got without holding the lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from emulators.batch.conditions import NO_CONDITIONS, Conditions
+from emulators.batch.errors import BatchApiError
+from emulators.batch.odata_filter import JOB_STATES, TASK_STATES, Predicate
+from emulators.batch.timefmt import format_iso, parse_iso, utcnow
+
+Json = dict[str, Any]
+
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_FOREVER = "P10675199DT2H48M5.4775807S"
+_EMULATED_NODE = "tvmps_emulated_node_0"
+# Exit code reported for a task whose process the service killed (user termination).
+_TERMINATED_EXIT_CODE = 137
+_USER_TERMINATED = {"category": "usererror", "code": "TaskEnded", "message": "Task Was Ended by User Request"}
+_FAILED_EXIT = {
+    "category": "usererror",
+    "code": "FailureExitCode",
+    "message": "The task process exited with an unexpected exit code",
+}
+# Job states in which task changes are refused, and the conflict each one reports.
+_JOB_BLOCKS_TASK_CHANGES = {
+    "completed": "JobCompleted",
+    "terminating": "JobBeingTerminated",
+    "deleting": "JobBeingDeleted",
+}
+_JOB_BLOCKS_TASK_DELETE = {"terminating": "JobBeingTerminated", "deleting": "JobBeingDeleted"}
+
+
+class ControlError(ValueError):
+    """A test-control request (seed, start, complete) that does not fit the current state."""
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
+
+
+def _require_id(value: object) -> str:
+    if not is_valid_id(value):
+        raise BatchApiError(
+            "InvalidPropertyValue",
+            {
+                "PropertyName": "id",
+                "PropertyValue": str(value)[:100],
+                "Reason": "An id may contain only letters, digits, hyphens and underscores, up to 64 characters.",
+            },
+        )
+    return str(value)
+
+
+@dataclass
+class JobRecord:
+    data: Json
+    tasks: dict[str, Json] = field(default_factory=dict)
+    # Lower-cased task ids in sorted order: the paging order and the $skiptoken space.
+    order: list[str] = field(default_factory=list)
+    subtasks: dict[str, list[Json]] = field(default_factory=dict)
+    # time.monotonic() at which a terminating/deleting job finishes that transition.
+    transition_due: float | None = None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """One entry of an Add Task Collection answer: the stored task, or why it was refused."""
+
+    task_id: str
+    task: Json | None = None
+    error: BatchApiError | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """A task together with its job (whose stored id, not the caller's spelling, names URLs)."""
+
+    job: Json
+    task: Json
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Json]
+    next_after: str | None
+    parent: Json | None
+
+
+class Store:
+    """All jobs and tasks of one emulated Batch account."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._jobs: dict[str, JobRecord] = {}
+        self._job_order: list[str] = []
+        self._pending: set[str] = set()
+        self._last_etag = 0
+        self.account_etag = self._new_etag()
+        self.account_modified = format_iso(utcnow())
+        self.terminate_delay = 0.0
+        self.delete_delay = 0.0
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def _new_etag(self) -> str:
+        # Based on the clock like the service's, and strictly increasing so no two mutations share one.
+        self._last_etag = max(self._last_etag + 1, time.time_ns() // 100)
+        return f"0x8D{self._last_etag % 16**13:013X}"
+
+    def _stamp(self, data: Json, now: str) -> Json:
+        data["eTag"] = self._new_etag()
+        data["lastModified"] = now
+        self.account_etag, self.account_modified = data["eTag"], now
+        return data
+
+    def reset(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+            self._job_order.clear()
+            self._pending.clear()
+            self.terminate_delay = self.delete_delay = 0.0
+
+    def _job(self, job_id: str) -> JobRecord:
+        key = job_id.lower()
+        if key in self._pending:
+            self._finish_transition(key)
+        record = self._jobs.get(key)
+        if record is None:
+            raise BatchApiError("JobNotFound")
+        return record
+
+    def _task(self, job: JobRecord, task_id: str) -> Json:
+        task = job.tasks.get(task_id.lower())
+        if task is None:
+            raise BatchApiError("TaskNotFound")
+        return task
+
+    def _finish_transition(self, key: str) -> None:
+        record = self._jobs[key]
+        if record.transition_due is None or time.monotonic() < record.transition_due:
+            return
+        self._pending.discard(key)
+        record.transition_due = None
+        if record.data["state"] == "deleting":
+            self._remove_job(key)
+        else:
+            now = format_iso(utcnow())
+            data = _transition(record.data, "completed", now)
+            data["executionInfo"] = {**data["executionInfo"], "endTime": now}
+            record.data = self._stamp(data, now)
+
+    def _finish_due_transitions(self) -> None:
+        for key in list(self._pending):
+            self._finish_transition(key)
+
+    def _remove_job(self, key: str) -> None:
+        del self._jobs[key]
+        del self._job_order[bisect.bisect_left(self._job_order, key)]
+
+    def _store_task(self, job: JobRecord, task: Json) -> Json:
+        key = task["id"].lower()
+        if key not in job.tasks:
+            bisect.insort(job.order, key)
+        job.tasks[key] = task
+        return task
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    def add_job(self, body: Mapping[str, Any]) -> Json:
+        job_id = _require_id(body.get("id"))
+        pool_info = body.get("poolInfo")
+        if not isinstance(pool_info, dict):
+            raise BatchApiError("MissingRequiredProperty", {"PropertyName": "poolInfo"})
+        with self._lock:
+            if job_id.lower() in self._jobs:
+                raise BatchApiError("JobExists")
+            return self._put_job(dict(body), "active", None, None)
+
+    def _put_job(self, body: Json, state: str, created: str | None, transitioned: str | None) -> Json:
+        now = format_iso(utcnow())
+        pool_id = (body.get("poolInfo") or {}).get("poolId", "")
+        data: Json = {
+            "priority": 0,
+            "maxParallelTasks": -1,
+            "allowTaskPreemption": False,
+            "usesTaskDependencies": False,
+            "onAllTasksComplete": "noaction",
+            "onTaskFailure": "noaction",
+            "constraints": {"maxWallClockTime": _FOREVER, "maxTaskRetryCount": 0},
+            **body,
+            "creationTime": created or now,
+            "state": state,
+            "stateTransitionTime": transitioned or created or now,
+            "executionInfo": {"startTime": created or now, "poolId": pool_id},
+        }
+        key = data["id"].lower()
+        existing = self._jobs.get(key)
+        if existing is None:
+            bisect.insort(self._job_order, key)
+            self._jobs[key] = JobRecord(self._stamp(data, now))
+        else:
+            existing.data = self._stamp(data, now)
+            existing.transition_due = None
+            self._pending.discard(key)
+        return data
+
+    def get_job(self, job_id: str, conditions: Conditions = NO_CONDITIONS) -> Json:
+        with self._lock:
+            data = self._job(job_id).data
+            _check(conditions, data, is_read=True)
+            return data
+
+    def list_jobs(self, predicate: Predicate | None, after: str | None, limit: int) -> Page:
+        with self._lock:
+            self._finish_due_transitions()
+            items, next_after = _page(self._job_order, lambda key: self._jobs[key].data, predicate, after, limit)
+            return Page(items, next_after, None)
+
+    def terminate_job(
+        self, job_id: str, reason: str | None, conditions: Conditions = NO_CONDITIONS, force: bool = False
+    ) -> Json:
+        # `force` only matters for nodes still processing the termination; there are none here.
+        del force
+        with self._lock:
+            job = self._job(job_id)
+            _check(conditions, job.data, is_read=False)
+            blocked = _JOB_BLOCKS_TASK_CHANGES.get(job.data["state"])
+            if blocked:
+                raise BatchApiError(blocked)
+            now = format_iso(utcnow())
+            data = _transition(job.data, "terminating", now)
+            data["executionInfo"] = {**data["executionInfo"], "terminateReason": reason or "UserTerminate"}
+            job.data = self._stamp(data, now)
+            for key, task in list(job.tasks.items()):
+                if task["state"] in ("preparing", "running"):
+                    self._replace_task(job, key, _terminated(task, now), now)
+            self._schedule(job, self.terminate_delay)
+            return job.data
+
+    def delete_job(self, job_id: str, conditions: Conditions = NO_CONDITIONS, force: bool = False) -> None:
+        del force  # as for terminate_job
+        with self._lock:
+            job = self._job(job_id)
+            _check(conditions, job.data, is_read=False)
+            if job.data["state"] == "deleting":
+                raise BatchApiError("JobBeingDeleted")
+            now = format_iso(utcnow())
+            job.data = self._stamp(_transition(job.data, "deleting", now), now)
+            self._schedule(job, self.delete_delay)
+
+    def _schedule(self, job: JobRecord, delay: float) -> None:
+        key = job.data["id"].lower()
+        job.transition_due = time.monotonic() + delay
+        self._pending.add(key)
+        if delay <= 0:
+            self._finish_transition(key)
+
+    # ---- tasks -------------------------------------------------------------------------------
+
+    def get_task(self, job_id: str, task_id: str, conditions: Conditions = NO_CONDITIONS) -> Located:
+        with self._lock:
+            job = self._job(job_id)
+            task = self._task(job, task_id)
+            _check(conditions, task, is_read=True)
+            return Located(job.data, task)
+
+    def list_tasks(self, job_id: str, predicate: Predicate | None, after: str | None, limit: int) -> Page:
+        with self._lock:
+            job = self._job(job_id)
+            items, next_after = _page(job.order, job.tasks.__getitem__, predicate, after, limit)
+            return Page(items, next_after, job.data)
+
+    def list_subtasks(self, job_id: str, task_id: str) -> tuple[Json, list[Json]]:
+        with self._lock:
+            job = self._job(job_id)
+            task = self._task(job, task_id)
+            return task, list(job.subtasks.get(task["id"].lower(), []))
+
+    def add_task(self, job_id: str, body: Mapping[str, Any]) -> Located:
+        task_id = _require_id(body.get("id"))
+        if not isinstance(body.get("commandLine"), str):
+            raise BatchApiError("MissingRequiredProperty", {"PropertyName": "commandLine"})
+        with self._lock:
+            job = self._job(job_id)
+            _refuse_in(job, _JOB_BLOCKS_TASK_CHANGES)
+            return Located(job.data, self._add_task_to(job, task_id, body))
+
+    def _add_task_to(self, job: JobRecord, task_id: str, body: Mapping[str, Any]) -> Json:
+        key = task_id.lower()
+        if key in job.tasks:
+            raise BatchApiError("TaskExists")
+        for task_kind, code in (
+            ("jobPreparationTask", "TaskIdSameAsJobPreparationTask"),
+            ("jobReleaseTask", "TaskIdSameAsJobReleaseTask"),
+        ):
+            special = job.data.get(task_kind)
+            if isinstance(special, dict) and str(special.get("id", task_kind.removesuffix("Task"))).lower() == key:
+                raise BatchApiError(code)
+        now = format_iso(utcnow())
+        return self._store_task(job, self._stamp(_new_task(body, now, now), now))
+
+    def add_task_collection(self, job_id: str, bodies: list[Json]) -> tuple[Json, list[AddResult]]:
+        """Add each task on its own merit; one task's failure is reported inline, not raised."""
+        with self._lock:
+            job = self._job(job_id)
+            _refuse_in(job, _JOB_BLOCKS_TASK_CHANGES)
+            return job.data, [self._try_add(job_id, body) for body in bodies]
+
+    def _try_add(self, job_id: str, body: Json) -> AddResult:
+        task_id = str(body.get("id", ""))
+        try:
+            return AddResult(task_id, task=self.add_task(job_id, body).task)
+        except BatchApiError as error:
+            return AddResult(task_id, error=error)
+
+    def update_task(
+        self, job_id: str, task_id: str, body: Mapping[str, Any], conditions: Conditions = NO_CONDITIONS
+    ) -> Located:
+        constraints = body.get("constraints") or {}
+        if not isinstance(constraints, dict):
+            raise BatchApiError("InvalidPropertyValue", {"PropertyName": "constraints"})
+        retries = constraints.get("maxTaskRetryCount")
+        if retries is not None and (not isinstance(retries, int) or retries < -1):
+            raise BatchApiError("InvalidPropertyValue", {"PropertyName": "maxTaskRetryCount"})
+        with self._lock:
+            job, task = self._writable_task(job_id, task_id, conditions, _JOB_BLOCKS_TASK_CHANGES)
+            if task["state"] == "completed":
+                raise BatchApiError("TaskCompleted")
+            now = format_iso(utcnow())
+            updated = {**task, "constraints": {**task["constraints"], **constraints}}
+            return Located(job.data, self._replace_task(job, task["id"].lower(), updated, now))
+
+    def delete_task(self, job_id: str, task_id: str, conditions: Conditions = NO_CONDITIONS) -> None:
+        with self._lock:
+            job, task = self._writable_task(job_id, task_id, conditions, _JOB_BLOCKS_TASK_DELETE)
+            key = task["id"].lower()
+            del job.tasks[key]
+            del job.order[bisect.bisect_left(job.order, key)]
+            job.subtasks.pop(key, None)
+
+    def terminate_task(self, job_id: str, task_id: str, conditions: Conditions = NO_CONDITIONS) -> Located:
+        with self._lock:
+            job, task = self._writable_task(job_id, task_id, conditions, _JOB_BLOCKS_TASK_CHANGES)
+            if task["state"] == "completed":
+                raise BatchApiError("TaskCompleted")
+            now = format_iso(utcnow())
+            return Located(job.data, self._replace_task(job, task["id"].lower(), _terminated(task, now), now))
+
+    def reactivate_task(self, job_id: str, task_id: str, conditions: Conditions = NO_CONDITIONS) -> Located:
+        with self._lock:
+            job, task = self._writable_task(job_id, task_id, conditions, _JOB_BLOCKS_TASK_CHANGES)
+            if task["state"] != "completed":
+                raise BatchApiError("TaskNotCompleted")
+            if task["executionInfo"].get("result") == "success":
+                raise BatchApiError("TaskSucceeded")
+            now = format_iso(utcnow())
+            reactivated = _transition(task, "active", now)
+            reactivated["executionInfo"] = {"retryCount": 0, "requeueCount": 0}
+            reactivated.pop("nodeInfo", None)
+            return Located(job.data, self._replace_task(job, task["id"].lower(), reactivated, now))
+
+    def _writable_task(
+        self, job_id: str, task_id: str, conditions: Conditions, blocked_states: Mapping[str, str]
+    ) -> tuple[JobRecord, Json]:
+        """Look up a task for a write: 404s first, then the precondition, then the job's state."""
+        job = self._job(job_id)
+        task = self._task(job, task_id)
+        _check(conditions, task, is_read=False)
+        _refuse_in(job, blocked_states)
+        return job, task
+
+    def _replace_task(self, job: JobRecord, key: str, task: Json, now: str) -> Json:
+        stamped = self._stamp(task, now)
+        job.tasks[key] = stamped
+        if key in job.subtasks:
+            job.subtasks[key] = [_mirror_subtask(sub, stamped, now) for sub in job.subtasks[key]]
+        return stamped
+
+    # ---- test control ------------------------------------------------------------------------
+
+    def seed_job(
+        self,
+        job_id: str,
+        *,
+        state: str = "active",
+        pool_id: str = "emulator-pool",
+        creation_time: datetime | None = None,
+        state_transition_time: datetime | None = None,
+        terminate_reason: str | None = None,
+    ) -> Json:
+        if state not in JOB_STATES:
+            raise ControlError(f"unknown job state {state!r}")
+        if not is_valid_id(job_id):
+            raise ControlError(f"invalid job id {job_id!r}")
+        body: Json = {"id": job_id, "poolInfo": {"poolId": pool_id}}
+        created = format_iso(creation_time) if creation_time else None
+        transitioned = format_iso(state_transition_time) if state_transition_time else None
+        with self._lock:
+            data = self._put_job(body, state, created, transitioned)
+            if terminate_reason is not None or state == "completed":
+                info = {**data["executionInfo"], "endTime": data["stateTransitionTime"]}
+                if terminate_reason is not None:
+                    info["terminateReason"] = terminate_reason
+                data["executionInfo"] = info
+            return data
+
+    def seed_tasks(self, job_id: str, specs: Iterable[Mapping[str, Any]]) -> int:
+        """Create or replace many tasks under one lock; returns how many were stored."""
+        now = format_iso(utcnow())
+        built = [_seeded_task(spec, now) for spec in specs]
+        with self._lock:
+            job = self._job(job_id)
+            fresh = False
+            for task in built:
+                key = task["id"].lower()
+                fresh = fresh or key not in job.tasks
+                job.tasks[key] = self._stamp(task, now)
+                job.subtasks.pop(key, None)
+                if task.get("multiInstanceSettings") and task["state"] != "active":
+                    job.subtasks[key] = _make_subtasks(task, now)
+            if fresh:
+                job.order = sorted(job.tasks)
+        return len(built)
+
+    def start_task(self, job_id: str, task_id: str) -> Json:
+        with self._lock:
+            job = self._job(job_id)
+            task = self._task(job, task_id)
+            if task["state"] not in ("active", "preparing"):
+                raise ControlError(f"task {task_id} is {task['state']}, not active")
+            now = format_iso(utcnow())
+            started = _started(task, job.data, now)
+            key = task["id"].lower()
+            if started.get("multiInstanceSettings"):
+                job.subtasks[key] = _make_subtasks(started, now)
+            return self._replace_task(job, key, started, now)
+
+    def complete_task(self, job_id: str, task_id: str, exit_code: int) -> Json:
+        """Finish a task's run; a failed run with retries left goes back to active, like the service."""
+        with self._lock:
+            job = self._job(job_id)
+            task = self._task(job, task_id)
+            if task["state"] == "completed":
+                raise ControlError(f"task {task_id} is already completed")
+            now = format_iso(utcnow())
+            if task["state"] != "running":
+                task = _started(task, job.data, now)
+            return self._replace_task(job, task["id"].lower(), _finished(task, exit_code, now), now)
+
+    def set_transition_delays(self, terminate: float | None, delete: float | None) -> None:
+        with self._lock:
+            if terminate is not None:
+                self.terminate_delay = max(0.0, terminate)
+            if delete is not None:
+                self.delete_delay = max(0.0, delete)
+
+
+# ---- pure helpers: each returns a new dict and leaves its input untouched ---------------------
+
+
+def _check(conditions: Conditions, data: Json, is_read: bool) -> None:
+    if conditions.header is not None:
+        conditions.check(data["eTag"], parse_iso(data["lastModified"]), is_read)
+
+
+def _refuse_in(job: JobRecord, blocked_states: Mapping[str, str]) -> None:
+    code = blocked_states.get(job.data["state"])
+    if code:
+        raise BatchApiError(code)
+
+
+def _page(
+    order: list[str],
+    lookup: Callable[[str], Json],
+    predicate: Predicate | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[Json], str | None]:
+    """Up to `limit` matching items after key `after`, and the key to continue from (if any)."""
+    start = bisect.bisect_right(order, after) if after is not None else 0
+    items: list[Json] = []
+    for index in range(start, len(order)):
+        item = lookup(order[index])
+        if predicate is None or predicate(item):
+            items.append(item)
+            if len(items) == limit:
+                more = index + 1 < len(order)
+                return items, order[index] if more else None
+    return items, None
+
+
+def _transition(data: Json, state: str, now: str) -> Json:
+    return {
+        **data,
+        "previousState": data["state"],
+        "previousStateTransitionTime": data["stateTransitionTime"],
+        "state": state,
+        "stateTransitionTime": now,
+    }
+
+
+def _new_task(body: Mapping[str, Any], created: str, transitioned: str) -> Json:
+    constraints = body.get("constraints") if isinstance(body.get("constraints"), dict) else {}
+    return {
+        "requiredSlots": 1,
+        **body,
+        "creationTime": created,
+        "state": "active",
+        "stateTransitionTime": transitioned,
+        "constraints": {"maxWallClockTime": _FOREVER, "retentionTime": "P7D", "maxTaskRetryCount": 0}
+        | (constraints or {}),
+        "executionInfo": {"retryCount": 0, "requeueCount": 0},
+    }
+
+
+def _started(task: Json, job: Json, now: str) -> Json:
+    started = _transition(task, "running", now)
+    started["executionInfo"] = {**task["executionInfo"], "startTime": now}
+    started["nodeInfo"] = {
+        "poolId": job["executionInfo"].get("poolId", ""),
+        "nodeId": _EMULATED_NODE,
+        "taskRootDirectory": f"workitems/{job['id']}/job-1/{task['id']}",
+    }
+    return started
+
+
+def _finished(task: Json, exit_code: int, now: str) -> Json:
+    info = {**task["executionInfo"], "endTime": now, "exitCode": exit_code}
+    retries_allowed = task["constraints"].get("maxTaskRetryCount", 0)
+    if exit_code != 0 and (retries_allowed == -1 or info["retryCount"] < retries_allowed):
+        retried = _transition(task, "active", now)
+        retried["executionInfo"] = {**info, "retryCount": info["retryCount"] + 1, "lastRetryTime": now}
+        return retried
+    finished = _transition(task, "completed", now)
+    info["result"] = "success" if exit_code == 0 else "failure"
+    if exit_code != 0:
+        info["failureInfo"] = _FAILED_EXIT
+    finished["executionInfo"] = info
+    return finished
+
+
+def _terminated(task: Json, now: str) -> Json:
+    info = {**task["executionInfo"], "endTime": now, "result": "failure", "failureInfo": _USER_TERMINATED}
+    if task["state"] in ("preparing", "running"):
+        info["exitCode"] = _TERMINATED_EXIT_CODE
+    terminated = _transition(task, "completed", now)
+    terminated["executionInfo"] = info
+    return terminated
+
+
+def _make_subtasks(task: Json, now: str) -> list[Json]:
+    instances = int(task["multiInstanceSettings"].get("numberOfInstances", 1))
+    return [
+        _mirror_subtask({"id": number, "startTime": now, "state": "running", "stateTransitionTime": now}, task, now)
+        for number in range(1, instances)
+    ]
+
+
+def _mirror_subtask(subtask: Json, primary: Json, now: str) -> Json:
+    """Subtasks follow their primary task's run: running with it, completed with its exit code."""
+    state = {"active": "preparing"}.get(primary["state"], primary["state"])
+    mirrored = {
+        "id": subtask["id"],
+        "startTime": subtask["startTime"],
+        "state": state,
+        "stateTransitionTime": now if state != subtask["state"] else subtask["stateTransitionTime"],
+        "nodeInfo": {**primary.get("nodeInfo", {}), "nodeId": f"{_EMULATED_NODE}_{subtask['id']}"},
+    }
+    info = primary["executionInfo"]
+    if state == "completed":
+        mirrored.update({"endTime": info.get("endTime", now), "result": info.get("result")})
+        if "exitCode" in info:
+            mirrored["exitCode"] = info["exitCode"]
+    return mirrored
+
+
+def _seeded_task(spec: Mapping[str, Any], now: str) -> Json:
+    """Build a task in any state from a seed spec (see Store.seed_tasks for the keys)."""
+    task_id = spec.get("id")
+    if not is_valid_id(task_id):
+        raise ControlError(f"invalid task id {task_id!r}")
+    state = spec.get("state", "active")
+    if state not in TASK_STATES:
+        raise ControlError(f"unknown task state {state!r}")
+    created = _seed_time(spec.get("creation_time"), now)
+    transitioned = _seed_time(spec.get("state_transition_time"), created)
+    body: Json = {"id": task_id, "commandLine": spec.get("command_line", "/bin/sh -c 'echo hello'")}
+    if spec.get("number_of_instances"):
+        body["multiInstanceSettings"] = {
+            "numberOfInstances": int(spec["number_of_instances"]),
+            "coordinationCommandLine": "/bin/true",
+        }
+    if spec.get("max_task_retry_count") is not None:
+        body["constraints"] = {"maxTaskRetryCount": int(spec["max_task_retry_count"])}
+    task = _new_task(body, created, transitioned)
+    task["executionInfo"]["retryCount"] = int(spec.get("retry_count", 0))
+    if state == "active":
+        return task
+    run = {"startTime": transitioned, "endTime": transitioned}
+    task["executionInfo"].update({"startTime": transitioned})
+    if state == "completed":
+        exit_code = int(spec.get("exit_code") or 0)
+        task["executionInfo"].update(run, exitCode=exit_code, result="success" if exit_code == 0 else "failure")
+        if exit_code != 0:
+            task["executionInfo"]["failureInfo"] = _FAILED_EXIT
+    task.update(state=state, nodeInfo={"nodeId": _EMULATED_NODE})
+    return task
+
+
+def _seed_time(value: datetime | str | None, default: str) -> str:
+    if value is None:
+        return default
+    return format_iso(value if isinstance(value, datetime) else parse_iso(value))
