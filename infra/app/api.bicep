@@ -79,7 +79,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: Client certificates: the HTTP caller is an Azure Monitor action group webhook, which cannot present one; the endpoint is protected by a function key.
   // checkov:skip=CKV_AZURE_222: Public network access: Azure Monitor action groups call the alert webhook over the internet (function-key auth); the queue and timer functions need no inbound access at all.
   // checkov:skip=CKV_AZURE_212: Minimum instances: Flex Consumption scales to zero by design; always-ready instances are a cost choice, not a security control.
-  // checkov:skip=CKV_AZURE_213: Health check: the app has no HTTP health endpoint and Flex Consumption replaces unhealthy instances itself.
+  // checkov:skip=CKV_AZURE_213: Health check: the app serves no health endpoint to probe (its work is queue- and timer-driven) and a scale-to-zero Flex app keeps no warm instance pool for health-based replacement to act on.
   name: name
   location: location
   tags: union(tags, {
