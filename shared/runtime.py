@@ -84,7 +84,15 @@ class Runtime:
 
 
 _process_runtime = Lazy(Runtime)
+_installed: Runtime | None = None
+
+
+def set_runtime(replacement: Runtime | None) -> None:
+    """Make every function use ``replacement`` (tests and the local host build one from their own
+    settings and stand-ins); ``None`` goes back to the process default built from the environment."""
+    global _installed  # noqa: PLW0603 - the one process-wide switch, by design
+    _installed = replacement
 
 
 def runtime() -> Runtime:
-    return _process_runtime.get()
+    return _installed if _installed is not None else _process_runtime.get()
