@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import azure.functions as func
 from azurefunctions.extensions.bindings import servicebus
 
+from shared.alerts import handle_alert
+from shared.retention import run_retention
 from shared.runtime import runtime
 from shared.settlement import received, settle
 
@@ -24,3 +29,18 @@ def process_command(
     """Execute one lifecycle command and settle its message explicitly."""
     result = runtime().processor.get().process(received(message))
     settle(message_actions, message, result.settlement)
+
+
+@app.timer_trigger(schedule="%RETENTION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def retention_cleanup(timer: func.TimerRequest) -> None:
+    """Enqueue deleteTask commands for old completed tasks; a run that is past due still runs once."""
+    rt = runtime()
+    run_retention(rt.batch.get(), rt.bus.get(), rt.settings.get(), datetime.now(UTC))
+
+
+@app.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def alerts(req: func.HttpRequest) -> func.HttpResponse:
+    """Azure Monitor action-group webhook (common alert schema) -> lifecycle commands on the queue."""
+    rt = runtime()
+    result = handle_alert(req.get_body(), rt.settings.get(), rt.bus.get())
+    return func.HttpResponse(json.dumps(result.body()), status_code=result.status, mimetype="application/json")
