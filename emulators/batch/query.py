@@ -65,7 +65,8 @@ def _parse_skiptoken(query: Mapping[str, str]) -> str | None:
     if raw is None:
         return None
     try:
-        return base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
+        decoded = base64.b64decode(raw.encode() + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+        return decoded.decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise _invalid("$skiptoken", raw, "not a token this server issued") from exc
 

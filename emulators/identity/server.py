@@ -45,9 +45,9 @@ class IdentityEndpoint(BackgroundHttpServer):
     def jwks_url(self) -> str:
         return self.url + JWKS_PATH
 
-    def issue_token(self, resource: str, client_id: str | None = None) -> tuple[str, int]:
-        """Mint a token directly, e.g. for a test that needs a token for another audience."""
-        return self.issuer.issue(resource, issuer=self.url + "/", client_id=client_id)
+    def issue_token(self, resource: str, client_id: str | None = None, lifetime: int | None = None) -> tuple[str, int]:
+        """Mint a token directly, e.g. for a test that needs another audience or an expired token."""
+        return self.issuer.issue(resource, issuer=self.url + "/", client_id=client_id, lifetime=lifetime)
 
     def count_token_request(self) -> None:
         with self._count_lock:

@@ -29,10 +29,12 @@ class TokenIssuer:
         # A key id derived from the key lets verifiers notice a restarted endpoint and refetch.
         self.key_id = hashlib.sha256(public_der).hexdigest()[:16]
 
-    def issue(self, resource: str, issuer: str, client_id: str | None = None) -> tuple[str, int]:
+    def issue(
+        self, resource: str, issuer: str, client_id: str | None = None, lifetime: int | None = None
+    ) -> tuple[str, int]:
         """Return (token, expires_on epoch seconds) for `resource`, the token's audience."""
         now = int(time.time())
-        expires_on = now + self.lifetime_seconds
+        expires_on = now + (self.lifetime_seconds if lifetime is None else lifetime)
         subject = client_id or SYSTEM_ASSIGNED_OBJECT_ID
         claims: dict[str, Any] = {
             "aud": resource,
