@@ -226,6 +226,10 @@ module api 'app/api.bicep' = {
     retryMaxAttempts: retryMaxAttempts
     decisionOverrides: decisionOverrides
   }
+  // Host storage and telemetry roles first, so the host's first start finds its storage reachable.
+  dependsOn: [
+    rbac
+  ]
 }
 
 // Host role assignments (storage, telemetry), each on the one resource it needs (app/rbac.bicep). The

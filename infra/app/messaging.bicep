@@ -87,8 +87,9 @@ resource outcomeTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview
     // outcome was published publishes the same id again, and the topic drops the repeat.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'PT1H'
-    // Subscribers that are down for up to a week still get their events.
-    defaultMessageTimeToLive: 'P7D'
+    // Upper bound for every subscription: a subscriber down for two weeks still gets its dead-letter
+    // events (all-outcomes keeps a week).
+    defaultMessageTimeToLive: 'P14D'
     enablePartitioning: false
     enableBatchedOperations: true
     supportOrdering: false
@@ -103,6 +104,7 @@ resource allOutcomes 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-
   properties: {
     lockDuration: 'PT1M'
     maxDeliveryCount: 10
+    // a week of history for general consumers
     defaultMessageTimeToLive: 'P7D'
     deadLetteringOnMessageExpiration: true
     deadLetteringOnFilterEvaluationExceptions: true

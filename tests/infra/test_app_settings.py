@@ -6,15 +6,19 @@ them except the local-only ones, and nothing else except the documented host/pla
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 import pytest
 
 from shared.config import SETTINGS
-from tests.infra.bicep import Model, Scope, Unresolved, evaluate, module_scope, only, render
+from tests.infra.bicep import INFRA, Model, Scope, Unresolved, evaluate, module_scope, only, render
 
 API: Final = "app/api.bicep"
+# azd parameter-file substitution: ${VAR} or ${VAR=default}
+_AZD_DEFAULT: Final = re.compile(r"\$\{(\w+)(?:=([^}]*))?\}")
 
 # Read by the code but never set in Azure:
 LOCAL_ONLY: Final = frozenset(
@@ -209,3 +213,16 @@ def test_application_insights_uses_entra_id_and_a_workspace(model: Model) -> Non
     assert props["DisableLocalAuth"] is True
     assert render(props["WorkspaceResourceId"]) == "logAnalytics.id"
     only(model, "Microsoft.OperationalInsights/workspaces")
+
+
+def test_azd_parameter_file_maps_required_parameters_and_keeps_defaults(model: Model) -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    main = model["main.bicep"]["parameters"]
+    assert parameters.keys() <= main.keys(), "main.parameters.json names a parameter main.bicep lacks"
+    required = {name for name, spec in main.items() if spec.get("default") is None}
+    assert required <= parameters.keys(), f"azd would prompt for: {sorted(required - parameters.keys())}"
+    for name, entry in parameters.items():
+        match = _AZD_DEFAULT.fullmatch(entry["value"])
+        if match and match.group(2) is not None:
+            bicep_default = evaluate(name, Scope(model, "main.bicep"))
+            assert match.group(2) == bicep_default, f"{name}: azd default differs from the Bicep default"
