@@ -25,6 +25,7 @@ from local.functions import IndexedFunction, index, resolve
 from local.http_server import FunctionsHttpServer
 from local.queue_driver import QueueDriver
 from local.timers import TimerScheduler
+from shared.runtime import Runtime, set_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 WELL_KNOWN_SB = (
@@ -67,7 +68,13 @@ class LocalHost:
     def start(self) -> LocalHost:
         endpoints = self._start_standins()
         self.env = self._environment(endpoints)
+        # azure-identity reads IDENTITY_ENDPOINT from the process environment; the functions get
+        # clients built from exactly these settings, even if another host ran in this process.
+        saved = {name: os.environ.get(name) for name in self.env}
         os.environ.update(self.env)
+        self._stoppers.append(lambda: _restore_environment(saved))
+        set_runtime(Runtime(self.env))
+        self._stoppers.append(lambda: set_runtime(None))
         self.functions = index(importlib.import_module("function_app").app)
         self._start_functions()
         if self.seed and self.batch is not None:
@@ -88,6 +95,10 @@ class LocalHost:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def servicebus_port(self) -> int:
+        return self.peer.port if self.peer is not None else self.ports.servicebus
 
     # --- stand-ins ------------------------------------------------------------------------
 
@@ -184,7 +195,7 @@ class LocalHost:
             "Local Batch task lifecycle functions are running.",
             f"  Batch emulator      {json.loads(self.env['BATCH_ACCOUNTS'])['local']}  (admin API under /_emulator/)",
             f"  Identity endpoint   {self.env['IDENTITY_ENDPOINT']}",
-            f"  Service Bus peer    amqp://127.0.0.1:{self.ports.servicebus}  queue {queue}, "
+            f"  Service Bus peer    amqp://127.0.0.1:{self.servicebus_port}  queue {queue}, "
             f"topic {self.env['OUTCOME_TOPIC_NAME']}",
             f"  HTTP functions      {self.http.url}/api/",
         ]
@@ -207,6 +218,14 @@ class LocalHost:
             return f"timer '{self.timers.schedules[function.name]}' (UTC); run now: {run_now}"
         route = function.trigger.get("route") or function.name
         return f"{','.join(function.trigger.get('methods') or ['GET', 'POST'])} {self.http.url}/api/{route}"
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _listening(port: int) -> bool:

@@ -140,5 +140,5 @@ class QueueDriver:
             actions = future.result(timeout=max(0.0, deadline - time.monotonic()))
             try:
                 settle(receiver, message, actions)
-            except ServiceBusError:
-                log.warning("could not settle %s on shutdown; its lock will expire", message.message_id)
+            except (ServiceBusError, ValueError):  # ValueError: the SDK's handler is already shut down
+                log.warning("could not settle %s; its lock will expire and it is delivered again", message.message_id)
