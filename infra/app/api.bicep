@@ -3,7 +3,7 @@
 // Why Flex Consumption: SDK-type bindings (azurefunctions-extensions-bindings-servicebus) need only the
 // Python v2 model, Functions runtime 4.34+ and Python >= 3.10; the docs put no hosting-plan limit on
 // them, Flex runs the current 4.x runtime with Python 3.11 and supports every trigger the app uses, and
-// Microsoft's own Python SDK-binding quickstarts deploy to FC1. See docs/deployment.md.
+// Microsoft's Python SDK-binding quickstart for Event Hubs deploys to FC1. See docs/deployment.md.
 //
 // App settings are exactly what the code reads (shared/config.py SETTINGS) plus the host's identity-based
 // connection settings; tests/infra checks both directions. Flex-deprecated settings
