@@ -179,7 +179,7 @@ class BatchEmulator(BackgroundHttpServer):
     def reset(self) -> None:
         """Forget all jobs, tasks, faults and delays, and zero the request counter."""
         self.store.reset()
-        self.faults.clear()
+        self.faults.reset()
         with self._count_lock:
             self._request_count = 0
 

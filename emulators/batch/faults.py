@@ -88,6 +88,12 @@ class FaultInjector:
         with self._lock:
             self._faults.clear()
 
+    def reset(self) -> None:
+        """Clear the faults and the count of those that fired."""
+        with self._lock:
+            self._faults.clear()
+            self.fired = 0
+
     def active(self) -> list[Fault]:
         with self._lock:
             return list(self._faults)
