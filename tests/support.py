@@ -69,4 +69,4 @@ def indexed_functions() -> dict[str, func.Function]:
     """
     import function_app  # noqa: PLC0415 - imported on first use, as the worker would
 
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+    return {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
