@@ -205,7 +205,7 @@ module api 'app/api.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    serviceBusNamespaceName: messaging.outputs.namespaceName
+    serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
     commandQueueName: commandQueueName
     outcomeTopicName: outcomeTopicName
     batchAccountAlias: batchAccountAlias

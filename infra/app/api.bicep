@@ -18,7 +18,8 @@ param identityName string
 param storageAccountName string
 param deploymentContainerName string
 param applicationInsightsName string
-param serviceBusNamespaceName string
+@description('Service Bus namespace host name, e.g. sb-xyz.servicebus.windows.net.')
+param serviceBusFullyQualifiedNamespace string
 param commandQueueName string
 param outcomeTopicName string
 
@@ -136,7 +137,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         // itself (a connection string) is for local runs only and must not exist in Azure.
         {
           name: 'ServiceBusConnection__fullyQualifiedNamespace'
-          value: '${serviceBusNamespaceName}.servicebus.windows.net'
+          value: serviceBusFullyQualifiedNamespace
         }
         {
           name: 'ServiceBusConnection__credential'

@@ -174,6 +174,7 @@ resource topicSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output namespaceName string = namespace.name
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+// serviceBusEndpoint is https://<name>.servicebus.windows.net:443/ (another suffix in sovereign clouds).
+output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
 output commandQueueName string = commandQueue.name
 output outcomeTopicName string = outcomeTopic.name

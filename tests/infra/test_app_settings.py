@@ -130,9 +130,11 @@ def test_identity_based_connections_use_the_user_assigned_identity(model: Model)
         "ClientId=${identity.properties.clientId};Authorization=AAD"
     )
     assert render(settings["AzureWebJobsStorage__accountName"]) == "storage.name"
-    assert settings["ServiceBusConnection__fullyQualifiedNamespace"] == (
-        "${serviceBusNamespaceName}.servicebus.windows.net"
-    )
+    assert settings["ServiceBusConnection__fullyQualifiedNamespace"] == "serviceBusFullyQualifiedNamespace"
+    bindings = _api_scope(model).bindings
+    assert bindings is not None
+    namespace, _ = bindings["serviceBusFullyQualifiedNamespace"]
+    assert render(namespace) == "messaging.outputs.fullyQualifiedNamespace"
     # and no secret-bearing forms anywhere
     for name, value in settings.items():
         text = render(value)
