@@ -60,7 +60,7 @@ def test_token_from_another_issuer_is_401(emu: BatchEmulator) -> None:
 
 def test_tampered_token_is_401(emu: BatchEmulator, idp: IdentityEndpoint) -> None:
     token, _ = idp.issue_token("https://batch.core.windows.net/")
-    header, payload, signature = token.split(".")
+    header, _, signature = token.split(".")
     claims = jwt.decode(token, options={"verify_signature": False})
     forged = jwt.encode({**claims, "oid": "someone-else"}, "k" * 32, algorithm="HS256").split(".")[1]
     assert "not valid" in auth_detail(RawApi(emu.url, f"{header}.{forged}.{signature}").call("GET", "/jobs"))
@@ -89,10 +89,10 @@ def test_keys_are_fetched_lazily_from_the_identity_url() -> None:
     """The emulator may start before the identity endpoint; keys are fetched at the first request."""
     with IdentityEndpoint(port=0) as later:
         port = later.port
-    with BatchEmulator(port=0, jwks_url=f"http://127.0.0.1:{port}/.well-known/jwks.json") as emulator:
-        with IdentityEndpoint(port=port) as identity:
-            token, _ = identity.issue_token("https://batch.core.windows.net/")
-            assert RawApi(emulator.url, token).call("GET", "/jobs").status_code == 200
+    jwks_url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    with BatchEmulator(port=0, jwks_url=jwks_url) as emulator, IdentityEndpoint(port=port) as identity:
+        token, _ = identity.issue_token("https://batch.core.windows.net/")
+        assert RawApi(emulator.url, token).call("GET", "/jobs").status_code == 200
 
 
 @pytest.mark.parametrize(
