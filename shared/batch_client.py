@@ -9,6 +9,7 @@ are checked against the configured endpoint, so the token only ever goes to conf
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,8 @@ CONTENT_TYPE: Final = "application/json; odata=minimalmetadata"
 # can be found in Batch's logs under the same id.
 _CLIENT_REQUEST_NAMESPACE: Final = uuid.UUID("6f1c9a52-3f57-4d3e-9d0c-2b8f7f1e0a41")
 MAX_MESSAGE_CHARS: Final = 300
+MAX_RETRY_AFTER: Final = float(2**31)
+_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -74,18 +77,22 @@ def client_request_id(command_id: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After is either delta-seconds or an HTTP date."""
+    """Retry-After is either delta-seconds (decimal fractions tolerated) or an HTTP date.
+
+    Values above 2**31 seconds count as 2**31, as RFC 9111 1.2.2 has caches do, so that a
+    scheduled time computed from them cannot overflow; "inf", "nan" or "1e300" are not seconds.
+    """
     if not value:
         return None
+    text = value.strip()
+    if _SECONDS.fullmatch(text):
+        whole = text.split(".")[0].lstrip("0")
+        return MAX_RETRY_AFTER if len(whole) > 10 else min(float(text), MAX_RETRY_AFTER)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
+        moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, moment.timestamp() - (time.time() if now is None else now)), MAX_RETRY_AFTER)
 
 
 def parse_error(response: requests.Response) -> BatchError | None:
