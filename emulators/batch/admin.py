@@ -11,8 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from emulators.batch.errors import BatchApiError
-from emulators.batch.store import ControlError
+from emulators.batch.errors import BatchApiError, ControlError
 
 if TYPE_CHECKING:
     from emulators.batch.emulator import BatchEmulator

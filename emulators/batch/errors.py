@@ -48,6 +48,10 @@ ERROR_CATALOG: dict[str, tuple[int, str]] = {
 }
 
 
+class ControlError(ValueError):
+    """A test-control request (seed, start, complete) that does not fit the current state."""
+
+
 class BatchApiError(Exception):
     """A failed Batch operation; rendered as a BatchError body with the catalog's status."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -89,7 +90,10 @@ class BatchHandler(QuietHandler):
         if parts.path.startswith(ADMIN_PREFIX):
             status, payload = self.owner.admin.handle(method, parts.path, body)
             self.send_whole(status, [("Content-Type", "application/json")], json.dumps(payload).encode())
-            return
+        else:
+            self._api_request(method, parts, body)
+
+    def _api_request(self, method: str, parts: SplitResult, body: bytes) -> None:
         self.owner.count_request()
         headers = {name.lower(): value for name, value in self.headers.items()}
         request_id = str(uuid.uuid4())
@@ -101,11 +105,19 @@ class BatchHandler(QuietHandler):
                 return
             reply = OPERATIONS[call.operation](self.owner.store, call)
         except BatchApiError as error:
-            extra = [("Retry-After", f"{error.retry_after:g}")] if error.retry_after is not None else []
-            payload = None if error.status == 304 else error.body(self.owner.url, request_id)
-            self._send(Reply(error.status, extra, payload), headers, request_id)
+            self._send_error(error, headers, request_id)
+            return
+        except Exception:
+            # An emulator bug must reach the client as the service's 500, not as a dropped connection.
+            traceback.print_exc()
+            self._send_error(BatchApiError("InternalError"), headers, request_id)
             return
         self._send(reply, headers, request_id)
+
+    def _send_error(self, error: BatchApiError, headers: dict[str, str], request_id: str) -> None:
+        extra = [("Retry-After", f"{error.retry_after:g}")] if error.retry_after is not None else []
+        payload = None if error.status == 304 else error.body(self.owner.url, request_id)
+        self._send(Reply(error.status, extra, payload), headers, request_id)
 
     def _call(self, method: str, parts: SplitResult, headers: dict[str, str], body: bytes, request_id: str) -> Call:
         operation, job_id, task_id = route(method, parts.path)

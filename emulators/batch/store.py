@@ -7,7 +7,6 @@ mutation stores a fresh copy, so readers may serialise what they got without hol
 from __future__ import annotations
 
 import bisect
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,51 +15,33 @@ from datetime import datetime
 from typing import Any
 
 from emulators.batch.conditions import NO_CONDITIONS, Conditions
-from emulators.batch.errors import BatchApiError
-from emulators.batch.odata_filter import JOB_STATES, TASK_STATES, Predicate
+from emulators.batch.errors import BatchApiError, ControlError
+from emulators.batch.lifecycle import (
+    finish_run,
+    is_valid_id,
+    make_subtasks,
+    mirror_subtask,
+    new_job,
+    new_task,
+    require_id,
+    seeded_task,
+    start_run,
+    terminate_run,
+    transition,
+)
+from emulators.batch.odata_filter import JOB_STATES, Predicate
 from emulators.batch.timefmt import format_iso, parse_iso, utcnow
 
 Json = dict[str, Any]
 
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_FOREVER = "P10675199DT2H48M5.4775807S"
-_EMULATED_NODE = "tvmps_emulated_node_0"
-# Exit code reported for a task whose process the service killed (user termination).
-_TERMINATED_EXIT_CODE = 137
-_USER_TERMINATED = {"category": "usererror", "code": "TaskEnded", "message": "Task Was Ended by User Request"}
-_FAILED_EXIT = {
-    "category": "usererror",
-    "code": "FailureExitCode",
-    "message": "The task process exited with an unexpected exit code",
-}
 # Job states in which task changes are refused, and the conflict each one reports.
 _JOB_BLOCKS_TASK_CHANGES = {
     "completed": "JobCompleted",
     "terminating": "JobBeingTerminated",
     "deleting": "JobBeingDeleted",
 }
+_BULK_THRESHOLD = 64
 _JOB_BLOCKS_TASK_DELETE = {"terminating": "JobBeingTerminated", "deleting": "JobBeingDeleted"}
-
-
-class ControlError(ValueError):
-    """A test-control request (seed, start, complete) that does not fit the current state."""
-
-
-def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
-
-
-def _require_id(value: object) -> str:
-    if not is_valid_id(value):
-        raise BatchApiError(
-            "InvalidPropertyValue",
-            {
-                "PropertyName": "id",
-                "PropertyValue": str(value)[:100],
-                "Reason": "An id may contain only letters, digits, hyphens and underscores, up to 64 characters.",
-            },
-        )
-    return str(value)
 
 
 @dataclass
@@ -157,7 +138,7 @@ class Store:
             self._remove_job(key)
         else:
             now = format_iso(utcnow())
-            data = _transition(record.data, "completed", now)
+            data = transition(record.data, "completed", now)
             data["executionInfo"] = {**data["executionInfo"], "endTime": now}
             record.data = self._stamp(data, now)
 
@@ -179,7 +160,7 @@ class Store:
     # ---- jobs --------------------------------------------------------------------------------
 
     def add_job(self, body: Mapping[str, Any]) -> Json:
-        job_id = _require_id(body.get("id"))
+        job_id = require_id(body.get("id"))
         pool_info = body.get("poolInfo")
         if not isinstance(pool_info, dict):
             raise BatchApiError("MissingRequiredProperty", {"PropertyName": "poolInfo"})
@@ -190,21 +171,7 @@ class Store:
 
     def _put_job(self, body: Json, state: str, created: str | None, transitioned: str | None) -> Json:
         now = format_iso(utcnow())
-        pool_id = (body.get("poolInfo") or {}).get("poolId", "")
-        data: Json = {
-            "priority": 0,
-            "maxParallelTasks": -1,
-            "allowTaskPreemption": False,
-            "usesTaskDependencies": False,
-            "onAllTasksComplete": "noaction",
-            "onTaskFailure": "noaction",
-            "constraints": {"maxWallClockTime": _FOREVER, "maxTaskRetryCount": 0},
-            **body,
-            "creationTime": created or now,
-            "state": state,
-            "stateTransitionTime": transitioned or created or now,
-            "executionInfo": {"startTime": created or now, "poolId": pool_id},
-        }
+        data = new_job(body, state, created or now, transitioned or created or now)
         key = data["id"].lower()
         existing = self._jobs.get(key)
         if existing is None:
@@ -240,12 +207,12 @@ class Store:
             if blocked:
                 raise BatchApiError(blocked)
             now = format_iso(utcnow())
-            data = _transition(job.data, "terminating", now)
+            data = transition(job.data, "terminating", now)
             data["executionInfo"] = {**data["executionInfo"], "terminateReason": reason or "UserTerminate"}
             job.data = self._stamp(data, now)
             for key, task in list(job.tasks.items()):
                 if task["state"] in ("preparing", "running"):
-                    self._replace_task(job, key, _terminated(task, now), now)
+                    self._replace_task(job, key, terminate_run(task, now), now)
             self._schedule(job, self.terminate_delay)
             return job.data
 
@@ -257,7 +224,7 @@ class Store:
             if job.data["state"] == "deleting":
                 raise BatchApiError("JobBeingDeleted")
             now = format_iso(utcnow())
-            job.data = self._stamp(_transition(job.data, "deleting", now), now)
+            job.data = self._stamp(transition(job.data, "deleting", now), now)
             self._schedule(job, self.delete_delay)
 
     def _schedule(self, job: JobRecord, delay: float) -> None:
@@ -289,7 +256,7 @@ class Store:
             return task, list(job.subtasks.get(task["id"].lower(), []))
 
     def add_task(self, job_id: str, body: Mapping[str, Any]) -> Located:
-        task_id = _require_id(body.get("id"))
+        task_id = require_id(body.get("id"))
         if not isinstance(body.get("commandLine"), str):
             raise BatchApiError("MissingRequiredProperty", {"PropertyName": "commandLine"})
         with self._lock:
@@ -309,7 +276,7 @@ class Store:
             if isinstance(special, dict) and str(special.get("id", task_kind.removesuffix("Task"))).lower() == key:
                 raise BatchApiError(code)
         now = format_iso(utcnow())
-        return self._store_task(job, self._stamp(_new_task(body, now, now), now))
+        return self._store_task(job, self._stamp(new_task(body, now, now), now))
 
     def add_task_collection(self, job_id: str, bodies: list[Json]) -> tuple[Json, list[AddResult]]:
         """Add each task on its own merit; one task's failure is reported inline, not raised."""
@@ -356,7 +323,7 @@ class Store:
             if task["state"] == "completed":
                 raise BatchApiError("TaskCompleted")
             now = format_iso(utcnow())
-            return Located(job.data, self._replace_task(job, task["id"].lower(), _terminated(task, now), now))
+            return Located(job.data, self._replace_task(job, task["id"].lower(), terminate_run(task, now), now))
 
     def reactivate_task(self, job_id: str, task_id: str, conditions: Conditions = NO_CONDITIONS) -> Located:
         with self._lock:
@@ -366,7 +333,7 @@ class Store:
             if task["executionInfo"].get("result") == "success":
                 raise BatchApiError("TaskSucceeded")
             now = format_iso(utcnow())
-            reactivated = _transition(task, "active", now)
+            reactivated = transition(task, "active", now)
             reactivated["executionInfo"] = {"retryCount": 0, "requeueCount": 0}
             reactivated.pop("nodeInfo", None)
             return Located(job.data, self._replace_task(job, task["id"].lower(), reactivated, now))
@@ -385,7 +352,7 @@ class Store:
         stamped = self._stamp(task, now)
         job.tasks[key] = stamped
         if key in job.subtasks:
-            job.subtasks[key] = [_mirror_subtask(sub, stamped, now) for sub in job.subtasks[key]]
+            job.subtasks[key] = [mirror_subtask(sub, stamped, now) for sub in job.subtasks[key]]
         return stamped
 
     # ---- test control ------------------------------------------------------------------------
@@ -419,19 +386,22 @@ class Store:
     def seed_tasks(self, job_id: str, specs: Iterable[Mapping[str, Any]]) -> int:
         """Create or replace many tasks under one lock; returns how many were stored."""
         now = format_iso(utcnow())
-        built = [_seeded_task(spec, now) for spec in specs]
+        built = [seeded_task(spec, now) for spec in specs]
         with self._lock:
             job = self._job(job_id)
-            fresh = False
+            fresh = [task["id"].lower() for task in built if task["id"].lower() not in job.tasks]
             for task in built:
                 key = task["id"].lower()
-                fresh = fresh or key not in job.tasks
                 job.tasks[key] = self._stamp(task, now)
                 job.subtasks.pop(key, None)
                 if task.get("multiInstanceSettings") and task["state"] != "active":
-                    job.subtasks[key] = _make_subtasks(task, now)
-            if fresh:
+                    job.subtasks[key] = make_subtasks(task, now)
+            # One sort beats many sorted inserts for a bulk load; a few inserts are cheaper than a sort.
+            if len(fresh) > _BULK_THRESHOLD:
                 job.order = sorted(job.tasks)
+            else:
+                for key in fresh:
+                    bisect.insort(job.order, key)
         return len(built)
 
     def start_task(self, job_id: str, task_id: str) -> Json:
@@ -441,11 +411,11 @@ class Store:
             if task["state"] not in ("active", "preparing"):
                 raise ControlError(f"task {task_id} is {task['state']}, not active")
             now = format_iso(utcnow())
-            started = _started(task, job.data, now)
+            running = start_run(task, job.data, now)
             key = task["id"].lower()
-            if started.get("multiInstanceSettings"):
-                job.subtasks[key] = _make_subtasks(started, now)
-            return self._replace_task(job, key, started, now)
+            if running.get("multiInstanceSettings"):
+                job.subtasks[key] = make_subtasks(running, now)
+            return self._replace_task(job, key, running, now)
 
     def complete_task(self, job_id: str, task_id: str, exit_code: int) -> Json:
         """Finish a task's run; a failed run with retries left goes back to active, like the service."""
@@ -456,8 +426,8 @@ class Store:
                 raise ControlError(f"task {task_id} is already completed")
             now = format_iso(utcnow())
             if task["state"] != "running":
-                task = _started(task, job.data, now)
-            return self._replace_task(job, task["id"].lower(), _finished(task, exit_code, now), now)
+                task = start_run(task, job.data, now)
+            return self._replace_task(job, task["id"].lower(), finish_run(task, exit_code, now), now)
 
     def set_transition_delays(self, terminate: float | None, delete: float | None) -> None:
         with self._lock:
@@ -499,127 +469,3 @@ def _page(
                 more = index + 1 < len(order)
                 return items, order[index] if more else None
     return items, None
-
-
-def _transition(data: Json, state: str, now: str) -> Json:
-    return {
-        **data,
-        "previousState": data["state"],
-        "previousStateTransitionTime": data["stateTransitionTime"],
-        "state": state,
-        "stateTransitionTime": now,
-    }
-
-
-def _new_task(body: Mapping[str, Any], created: str, transitioned: str) -> Json:
-    constraints = body.get("constraints") if isinstance(body.get("constraints"), dict) else {}
-    return {
-        "requiredSlots": 1,
-        **body,
-        "creationTime": created,
-        "state": "active",
-        "stateTransitionTime": transitioned,
-        "constraints": {"maxWallClockTime": _FOREVER, "retentionTime": "P7D", "maxTaskRetryCount": 0}
-        | (constraints or {}),
-        "executionInfo": {"retryCount": 0, "requeueCount": 0},
-    }
-
-
-def _started(task: Json, job: Json, now: str) -> Json:
-    started = _transition(task, "running", now)
-    started["executionInfo"] = {**task["executionInfo"], "startTime": now}
-    started["nodeInfo"] = {
-        "poolId": job["executionInfo"].get("poolId", ""),
-        "nodeId": _EMULATED_NODE,
-        "taskRootDirectory": f"workitems/{job['id']}/job-1/{task['id']}",
-    }
-    return started
-
-
-def _finished(task: Json, exit_code: int, now: str) -> Json:
-    info = {**task["executionInfo"], "endTime": now, "exitCode": exit_code}
-    retries_allowed = task["constraints"].get("maxTaskRetryCount", 0)
-    if exit_code != 0 and (retries_allowed == -1 or info["retryCount"] < retries_allowed):
-        retried = _transition(task, "active", now)
-        retried["executionInfo"] = {**info, "retryCount": info["retryCount"] + 1, "lastRetryTime": now}
-        return retried
-    finished = _transition(task, "completed", now)
-    info["result"] = "success" if exit_code == 0 else "failure"
-    if exit_code != 0:
-        info["failureInfo"] = _FAILED_EXIT
-    finished["executionInfo"] = info
-    return finished
-
-
-def _terminated(task: Json, now: str) -> Json:
-    info = {**task["executionInfo"], "endTime": now, "result": "failure", "failureInfo": _USER_TERMINATED}
-    if task["state"] in ("preparing", "running"):
-        info["exitCode"] = _TERMINATED_EXIT_CODE
-    terminated = _transition(task, "completed", now)
-    terminated["executionInfo"] = info
-    return terminated
-
-
-def _make_subtasks(task: Json, now: str) -> list[Json]:
-    instances = int(task["multiInstanceSettings"].get("numberOfInstances", 1))
-    return [
-        _mirror_subtask({"id": number, "startTime": now, "state": "running", "stateTransitionTime": now}, task, now)
-        for number in range(1, instances)
-    ]
-
-
-def _mirror_subtask(subtask: Json, primary: Json, now: str) -> Json:
-    """Subtasks follow their primary task's run: running with it, completed with its exit code."""
-    state = {"active": "preparing"}.get(primary["state"], primary["state"])
-    mirrored = {
-        "id": subtask["id"],
-        "startTime": subtask["startTime"],
-        "state": state,
-        "stateTransitionTime": now if state != subtask["state"] else subtask["stateTransitionTime"],
-        "nodeInfo": {**primary.get("nodeInfo", {}), "nodeId": f"{_EMULATED_NODE}_{subtask['id']}"},
-    }
-    info = primary["executionInfo"]
-    if state == "completed":
-        mirrored.update({"endTime": info.get("endTime", now), "result": info.get("result")})
-        if "exitCode" in info:
-            mirrored["exitCode"] = info["exitCode"]
-    return mirrored
-
-
-def _seeded_task(spec: Mapping[str, Any], now: str) -> Json:
-    """Build a task in any state from a seed spec (see Store.seed_tasks for the keys)."""
-    task_id = spec.get("id")
-    if not is_valid_id(task_id):
-        raise ControlError(f"invalid task id {task_id!r}")
-    state = spec.get("state", "active")
-    if state not in TASK_STATES:
-        raise ControlError(f"unknown task state {state!r}")
-    created = _seed_time(spec.get("creation_time"), now)
-    transitioned = _seed_time(spec.get("state_transition_time"), created)
-    body: Json = {"id": task_id, "commandLine": spec.get("command_line", "/bin/sh -c 'echo hello'")}
-    if spec.get("number_of_instances"):
-        body["multiInstanceSettings"] = {
-            "numberOfInstances": int(spec["number_of_instances"]),
-            "coordinationCommandLine": "/bin/true",
-        }
-    if spec.get("max_task_retry_count") is not None:
-        body["constraints"] = {"maxTaskRetryCount": int(spec["max_task_retry_count"])}
-    task = _new_task(body, created, transitioned)
-    task["executionInfo"]["retryCount"] = int(spec.get("retry_count", 0))
-    if state == "active":
-        return task
-    run = {"startTime": transitioned, "endTime": transitioned}
-    task["executionInfo"].update({"startTime": transitioned})
-    if state == "completed":
-        exit_code = int(spec.get("exit_code") or 0)
-        task["executionInfo"].update(run, exitCode=exit_code, result="success" if exit_code == 0 else "failure")
-        if exit_code != 0:
-            task["executionInfo"]["failureInfo"] = _FAILED_EXIT
-    task.update(state=state, nodeInfo={"nodeId": _EMULATED_NODE})
-    return task
-
-
-def _seed_time(value: datetime | str | None, default: str) -> str:
-    if value is None:
-        return default
-    return format_iso(value if isinstance(value, datetime) else parse_iso(value))

@@ -1,0 +1,189 @@
+"""State machines of Batch tasks and jobs as pure functions over their REST JSON.
+
+Every function returns a new dict and leaves its input untouched (the store relies on that).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from emulators.batch.errors import BatchApiError, ControlError
+from emulators.batch.odata_filter import TASK_STATES
+from emulators.batch.timefmt import format_iso, parse_iso
+
+Json = dict[str, Any]
+
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_FOREVER = "P10675199DT2H48M5.4775807S"
+_EMULATED_NODE = "tvmps_emulated_node_0"
+# Exit code reported for a task whose process the service killed (user termination).
+_TERMINATED_EXIT_CODE = 137
+_USER_TERMINATED = {"category": "usererror", "code": "TaskEnded", "message": "Task Was Ended by User Request"}
+_FAILED_EXIT = {
+    "category": "usererror",
+    "code": "FailureExitCode",
+    "message": "The task process exited with an unexpected exit code",
+}
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
+
+
+def require_id(value: object) -> str:
+    if not is_valid_id(value):
+        raise BatchApiError(
+            "InvalidPropertyValue",
+            {
+                "PropertyName": "id",
+                "PropertyValue": str(value)[:100],
+                "Reason": "An id may contain only letters, digits, hyphens and underscores, up to 64 characters.",
+            },
+        )
+    return str(value)
+
+
+def transition(data: Json, state: str, now: str) -> Json:
+    return {
+        **data,
+        "previousState": data["state"],
+        "previousStateTransitionTime": data["stateTransitionTime"],
+        "state": state,
+        "stateTransitionTime": now,
+    }
+
+
+def new_job(body: Mapping[str, Any], state: str, created: str, transitioned: str) -> Json:
+    """A job as the service shows it: the caller's properties plus service defaults and state."""
+    pool_id = (body.get("poolInfo") or {}).get("poolId", "")
+    return {
+        "priority": 0,
+        "maxParallelTasks": -1,
+        "allowTaskPreemption": False,
+        "usesTaskDependencies": False,
+        "onAllTasksComplete": "noaction",
+        "onTaskFailure": "noaction",
+        "constraints": {"maxWallClockTime": _FOREVER, "maxTaskRetryCount": 0},
+        **body,
+        "creationTime": created,
+        "state": state,
+        "stateTransitionTime": transitioned,
+        "executionInfo": {"startTime": created, "poolId": pool_id},
+    }
+
+
+def new_task(body: Mapping[str, Any], created: str, transitioned: str) -> Json:
+    constraints = body.get("constraints") if isinstance(body.get("constraints"), dict) else {}
+    return {
+        "requiredSlots": 1,
+        **body,
+        "creationTime": created,
+        "state": "active",
+        "stateTransitionTime": transitioned,
+        "constraints": {"maxWallClockTime": _FOREVER, "retentionTime": "P7D", "maxTaskRetryCount": 0}
+        | (constraints or {}),
+        "executionInfo": {"retryCount": 0, "requeueCount": 0},
+    }
+
+
+def start_run(task: Json, job: Json, now: str) -> Json:
+    started = transition(task, "running", now)
+    started["executionInfo"] = {**task["executionInfo"], "startTime": now}
+    started["nodeInfo"] = {
+        "poolId": job["executionInfo"].get("poolId", ""),
+        "nodeId": _EMULATED_NODE,
+        "taskRootDirectory": f"workitems/{job['id']}/job-1/{task['id']}",
+    }
+    return started
+
+
+def finish_run(task: Json, exit_code: int, now: str) -> Json:
+    info = {**task["executionInfo"], "endTime": now, "exitCode": exit_code}
+    retries_allowed = task["constraints"].get("maxTaskRetryCount", 0)
+    if exit_code != 0 and (retries_allowed == -1 or info["retryCount"] < retries_allowed):
+        retried = transition(task, "active", now)
+        retried["executionInfo"] = {**info, "retryCount": info["retryCount"] + 1, "lastRetryTime": now}
+        return retried
+    finished = transition(task, "completed", now)
+    info["result"] = "success" if exit_code == 0 else "failure"
+    if exit_code != 0:
+        info["failureInfo"] = _FAILED_EXIT
+    finished["executionInfo"] = info
+    return finished
+
+
+def terminate_run(task: Json, now: str) -> Json:
+    info = {**task["executionInfo"], "endTime": now, "result": "failure", "failureInfo": _USER_TERMINATED}
+    if task["state"] in ("preparing", "running"):
+        info["exitCode"] = _TERMINATED_EXIT_CODE
+    terminated = transition(task, "completed", now)
+    terminated["executionInfo"] = info
+    return terminated
+
+
+def make_subtasks(task: Json, now: str) -> list[Json]:
+    instances = int(task["multiInstanceSettings"].get("numberOfInstances", 1))
+    return [
+        mirror_subtask({"id": number, "startTime": now, "state": "running", "stateTransitionTime": now}, task, now)
+        for number in range(1, instances)
+    ]
+
+
+def mirror_subtask(subtask: Json, primary: Json, now: str) -> Json:
+    """Subtasks follow their primary task's run: running with it, completed with its exit code."""
+    state = {"active": "preparing"}.get(primary["state"], primary["state"])
+    mirrored = {
+        "id": subtask["id"],
+        "startTime": subtask["startTime"],
+        "state": state,
+        "stateTransitionTime": now if state != subtask["state"] else subtask["stateTransitionTime"],
+        "nodeInfo": {**primary.get("nodeInfo", {}), "nodeId": f"{_EMULATED_NODE}_{subtask['id']}"},
+    }
+    info = primary["executionInfo"]
+    if state == "completed":
+        mirrored.update({"endTime": info.get("endTime", now), "result": info.get("result")})
+        if "exitCode" in info:
+            mirrored["exitCode"] = info["exitCode"]
+    return mirrored
+
+
+def seeded_task(spec: Mapping[str, Any], now: str) -> Json:
+    """Build a task in any state from a seed spec (see Store.seed_tasks for the keys)."""
+    task_id = spec.get("id")
+    if not is_valid_id(task_id):
+        raise ControlError(f"invalid task id {task_id!r}")
+    state = spec.get("state", "active")
+    if state not in TASK_STATES:
+        raise ControlError(f"unknown task state {state!r}")
+    created = _seed_time(spec.get("creation_time"), now)
+    transitioned = _seed_time(spec.get("state_transition_time"), created)
+    body: Json = {"id": task_id, "commandLine": spec.get("command_line", "/bin/sh -c 'echo hello'")}
+    if spec.get("number_of_instances"):
+        body["multiInstanceSettings"] = {
+            "numberOfInstances": int(spec["number_of_instances"]),
+            "coordinationCommandLine": "/bin/true",
+        }
+    if spec.get("max_task_retry_count") is not None:
+        body["constraints"] = {"maxTaskRetryCount": int(spec["max_task_retry_count"])}
+    task = new_task(body, created, transitioned)
+    task["executionInfo"]["retryCount"] = int(spec.get("retry_count", 0))
+    if state == "active":
+        return task
+    run = {"startTime": transitioned, "endTime": transitioned}
+    task["executionInfo"].update({"startTime": transitioned})
+    if state == "completed":
+        exit_code = int(spec.get("exit_code") or 0)
+        task["executionInfo"].update(run, exitCode=exit_code, result="success" if exit_code == 0 else "failure")
+        if exit_code != 0:
+            task["executionInfo"]["failureInfo"] = _FAILED_EXIT
+    task.update(state=state, nodeInfo={"nodeId": _EMULATED_NODE})
+    return task
+
+
+def _seed_time(value: datetime | str | None, default: str) -> str:
+    if value is None:
+        return default
+    return format_iso(value if isinstance(value, datetime) else parse_iso(value))
