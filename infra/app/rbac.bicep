@@ -7,10 +7,12 @@ param storageAccountName string
 param applicationInsightsName string
 
 // Built-in role definition ids (the same in every tenant).
-// Storage Blob Data Owner: the documented minimum for identity-based AzureWebJobsStorage (blob leases for
-// the timer singleton, function keys, creating the host's containers) and the Flex deployment container.
-// Scoped to the app's own storage account, which holds nothing else.
-var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// Storage Blob Data Contributor: what identity-based AzureWebJobsStorage uses (read/write blobs and blob
+// leases for the timer singleton and function keys, create the host's containers) and the Flex deployment
+// container. Microsoft's docs name Blob Data Owner as covering these needs; Owner adds only ACL and
+// ownership control on hierarchical-namespace accounts, which this account is not, so Contributor is the
+// narrower role that suffices. Scoped to the app's own storage account, which holds nothing else.
+var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Monitoring Metrics Publisher: send telemetry with Entra ID (local auth is off on the component).
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 
@@ -23,12 +25,12 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 resource hostStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, storageBlobDataOwnerRoleId)
+  name: guid(storage.id, principalId, storageBlobDataContributorRoleId)
   scope: storage
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
   }
 }
 

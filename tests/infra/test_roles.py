@@ -4,8 +4,9 @@ The function app's identity gets, and only gets:
 - Azure Service Bus Data Receiver and Data Sender on the command queue (trigger; retry copies, retention
   and alert commands), Data Sender on the outcome topic;
 - Azure Batch Job Submitter on the existing Batch account (a module deployed to that account's group);
-- Storage Blob Data Owner on the host storage account (the documented minimum for identity-based
-  AzureWebJobsStorage and the Flex deployment container; the account holds nothing else);
+- Storage Blob Data Contributor on the host storage account (identity-based AzureWebJobsStorage and the
+  Flex deployment container; Blob Data Owner would add only ACL control, which a flat namespace has no use
+  for; the account holds nothing else);
 - Monitoring Metrics Publisher on the Application Insights component (Entra ID telemetry).
 """
 
@@ -19,7 +20,7 @@ from tests.infra.bicep import INFRA, Model, render, resources
 SERVICE_BUS_DATA_RECEIVER: Final = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"
 SERVICE_BUS_DATA_SENDER: Final = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"
 BATCH_JOB_SUBMITTER: Final = "48e5e92e-a480-4e71-aa9c-2778f4c13781"
-STORAGE_BLOB_DATA_OWNER: Final = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_BLOB_DATA_CONTRIBUTOR: Final = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 MONITORING_METRICS_PUBLISHER: Final = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 # (role definition id, type of the resource the assignment is scoped to) -> how many
@@ -29,7 +30,7 @@ EXPECTED: Final = Counter(
         (SERVICE_BUS_DATA_SENDER, "Microsoft.ServiceBus/namespaces/queues"): 1,
         (SERVICE_BUS_DATA_SENDER, "Microsoft.ServiceBus/namespaces/topics"): 1,
         (BATCH_JOB_SUBMITTER, "Microsoft.Batch/batchAccounts"): 1,
-        (STORAGE_BLOB_DATA_OWNER, "Microsoft.Storage/storageAccounts"): 1,
+        (STORAGE_BLOB_DATA_CONTRIBUTOR, "Microsoft.Storage/storageAccounts"): 1,
         (MONITORING_METRICS_PUBLISHER, "Microsoft.Insights/components"): 1,
     }
 )
@@ -42,6 +43,7 @@ BROAD_ROLES: Final = {
     "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
     "Azure Service Bus Data Owner": "090c5cfd-751d-490a-894a-3ce6f1109419",
     "Storage Account Contributor": "17d1049b-9a84-46fb-8f53-869881c3d3ab",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Azure Batch Account Contributor": "29fe4964-1e60-436b-bd3a-77fd4c178b3c",
     "Azure Batch Data Contributor": "6aaa78f1-f7de-44ca-8722-c64a23943cae",
 }
