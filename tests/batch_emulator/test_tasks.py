@@ -303,3 +303,16 @@ def test_task_operations_in_a_completed_job(emu: BatchEmulator, client: Any) -> 
     assert conflict(lambda: client.terminate_task("job1", "active")) == "JobCompleted"
     client.delete_task("job1", "failed")  # clean-up of a finished job's tasks stays possible
     assert emu.get_task("job1", "failed") is None
+
+
+def test_task_id_of_job_preparation_or_release_task_is_refused(emu: BatchEmulator, raw: RawApi) -> None:
+    job = {
+        "id": "job1",
+        "poolInfo": {"poolId": "p"},
+        "jobPreparationTask": {"id": "prep", "commandLine": "/bin/true"},
+        "jobReleaseTask": {"commandLine": "/bin/true"},  # default id: jobrelease
+    }
+    assert raw.call("POST", "/jobs", json=job).status_code == 201
+    for task_id, code in (("PREP", "TaskIdSameAsJobPreparationTask"), ("jobrelease", "TaskIdSameAsJobReleaseTask")):
+        response = raw.call("POST", "/jobs/job1/tasks", json={"id": task_id, "commandLine": "x"})
+        assert (response.status_code, error_code(response)) == (409, code)
