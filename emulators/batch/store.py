@@ -113,11 +113,15 @@ class Store:
             self._pending.clear()
             self.terminate_delay = self.delete_delay = 0.0
 
-    def _job(self, job_id: str) -> JobRecord:
+    def _lookup(self, job_id: str) -> JobRecord | None:
+        """The job as of now: a due terminate/delete finishes first (transitions are lazy)."""
         key = job_id.lower()
         if key in self._pending:
             self._finish_transition(key)
-        record = self._jobs.get(key)
+        return self._jobs.get(key)
+
+    def _job(self, job_id: str) -> JobRecord:
+        record = self._lookup(job_id)
         if record is None:
             raise BatchApiError("JobNotFound")
         return record
@@ -165,7 +169,7 @@ class Store:
         if not isinstance(pool_info, dict):
             raise BatchApiError("MissingRequiredProperty", {"PropertyName": "poolInfo"})
         with self._lock:
-            if job_id.lower() in self._jobs:
+            if self._lookup(job_id) is not None:
                 raise BatchApiError("JobExists")
             return self._put_job(dict(body), "active", None, None)
 

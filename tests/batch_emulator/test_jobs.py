@@ -132,3 +132,13 @@ def stored_job(emulator: BatchEmulator, job_id: str) -> dict[str, Any]:
     job = emulator.get_job(job_id)
     assert job is not None
     return job
+
+
+def test_a_deleted_job_id_can_be_reused_once_deletion_finished(emu: BatchEmulator, client: Any, raw: RawApi) -> None:
+    emu.set_job_transition_delay(delete=0.2)
+    emu.seed_job("job1")
+    assert raw.call("DELETE", "/jobs/job1").status_code == 202
+    assert conflict(lambda: client.create_job(new_job("job1"))) == "JobExists"
+    time.sleep(0.25)  # the deletion delay set above, and nothing has looked at the job since
+    client.create_job(new_job("job1"))
+    assert client.get_job("job1").state == models.BatchJobState.ACTIVE
