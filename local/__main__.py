@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="start the stand-ins and the functions (the default)")
     run.add_argument("--no-demo", action="store_true", help="do not seed the demo job")
+    run.add_argument("--servicebus-db", default=":memory:", help="SQLite file that keeps the peer's messages")
+    run.add_argument(
+        "--log-level", default="WARNING", help="INFO shows the functions' structured log lines (default WARNING)"
+    )
     for name, default in vars(Ports()).items():
         run.add_argument(f"--{name}-port", type=int, default=default)
     send = commands.add_parser("send", help="enqueue one lifecycle command")
@@ -50,11 +54,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("azure", "uamqp", "urllib3"):
+    logging.basicConfig(
+        level=getattr(args, "log_level", "WARNING").upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # proton reports a client that closed its socket without the AMQP close handshake (the SDK
+    # does that) as an error; it is harmless, so only the peer's own loggers speak.
+    logging.getLogger("proton").setLevel(logging.CRITICAL)
     ports = Ports(**{name: getattr(args, f"{name}_port", default) for name, default in vars(Ports()).items()})
-    host = LocalHost(ports=ports, seed=not getattr(args, "no_demo", False), out=sys.stdout)
+    host = LocalHost(
+        ports=ports,
+        db_path=getattr(args, "servicebus_db", ":memory:"),
+        seed=not getattr(args, "no_demo", False),
+        out=sys.stdout,
+    )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with host, contextlib.suppress(KeyboardInterrupt):

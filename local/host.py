@@ -46,7 +46,9 @@ class Ports:
 @dataclass
 class LocalHost:
     ports: Ports = field(default_factory=Ports)
-    db_path: str = str(ROOT / ".local" / "servicebus.db")
+    # In memory by default: the Batch emulator starts empty each run too, and a peer that remembered
+    # last run's message ids would drop this run's commands as duplicates. --servicebus-db keeps them.
+    db_path: str = ":memory:"
     seed: bool = True
     print_outcomes: bool = True
     out: TextIO | None = None
@@ -123,7 +125,8 @@ class LocalHost:
         if _listening(self.ports.servicebus):
             endpoints["servicebus"] = WELL_KNOWN_SB.format(port=self.ports.servicebus)
         else:
-            Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+            if self.db_path != ":memory:":
+                Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
             self.peer = ServiceBusPeer(port=self.ports.servicebus, db_path=self.db_path)
             self.peer.start()
             self._stoppers.append(self.peer.stop)
@@ -253,10 +256,18 @@ def _print_outcomes(connection: str, topic: str, stop: threading.Event, emit: Ca
 
 
 def _outcome_line(event: dict[str, Any]) -> str:
+    if event.get("event") == "retentionSummary":
+        return (
+            f"summary  retention run: {event.get('jobsScanned')} jobs, {event.get('tasksSeen')} old tasks, "
+            f"{event.get('commandsEnqueued')} deleteTask commands enqueued"
+            + (" (dry run)" if event.get("dryRun") else "")
+        )
     target = "/".join(part for part in (event.get("jobId"), event.get("taskId")) if part)
-    code = (event.get("batchError") or {}).get("code") or event.get("deadLetterReason") or ""
-    extra = f" retryAt={event['retryAt']}" if event.get("retryAt") else ""
-    return (
-        f"outcome  {event.get('decision', '?'):<11} {event.get('action') or '-':<14} {target:<28} "
-        f"attempt={event.get('attempt')} http={event.get('httpStatus')} {code}{extra}".rstrip()
-    )
+    code = (event.get("batchError") or {}).get("code") or event.get("deadLetterReason")
+    details = [f"attempt={event.get('attempt')}", f"http={event.get('httpStatus')}", code]
+    details += [
+        f"retryAt={event['retryAt']}" if event.get("retryAt") else None,
+        "(dry run)" if event.get("dryRun") else None,
+    ]
+    tail = " ".join(part for part in details if part)
+    return f"outcome  {event.get('decision', '?'):<11} {event.get('action') or '-':<14} {target:<28} {tail}"
