@@ -10,7 +10,7 @@ from azure.identity import ManagedIdentityCredential
 
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
-from tests.batch_emulator.helpers import BATCH_SCOPE, RawApi, make_client
+from tests.batch_emulator.helpers import BATCH_SCOPE, RawApi, make_client, point_credential_at
 
 SUITE_SECRET = "batch-emulator-suite-header"
 
@@ -36,10 +36,7 @@ def emu(emulator_server: BatchEmulator) -> BatchEmulator:
 @pytest.fixture
 def credential(idp: IdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> ManagedIdentityCredential:
     """The real ManagedIdentityCredential, on the App Service protocol, aimed at the local endpoint."""
-    monkeypatch.setenv("IDENTITY_ENDPOINT", idp.token_url)
-    monkeypatch.setenv("IDENTITY_HEADER", SUITE_SECRET)
-    for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
+    point_credential_at(monkeypatch, idp.token_url, SUITE_SECRET)
     return ManagedIdentityCredential()
 
 

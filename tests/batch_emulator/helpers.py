@@ -11,7 +11,7 @@ import requests
 from azure.batch import BatchClient
 from azure.batch.models._models import BatchJobTerminateOptions
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
@@ -94,3 +94,32 @@ def failure(call: Callable[[], object], kind: type[HttpResponseError] = HttpResp
     error = caught.value.error
     assert error is not None, "the SDK found no BatchError in the body"
     return int(caught.value.status_code or 0), str(error.code)
+
+
+def conflict(call: Callable[[], object]) -> str:
+    """The BatchError code of an SDK call that must fail with 409."""
+    status, code = failure(call, ResourceExistsError)
+    assert status == 409
+    return code
+
+
+def not_found(call: Callable[[], object]) -> str:
+    """The BatchError code of an SDK call that must fail with 404."""
+    status, code = failure(call, ResourceNotFoundError)
+    assert status == 404
+    return code
+
+
+def point_credential_at(monkeypatch: pytest.MonkeyPatch, token_url: str, secret: str) -> None:
+    """Environment for ManagedIdentityCredential's App Service path, and nothing that outranks it."""
+    monkeypatch.setenv("IDENTITY_ENDPOINT", token_url)
+    monkeypatch.setenv("IDENTITY_HEADER", secret)
+    for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def stored_job(emulator: BatchEmulator, job_id: str) -> dict[str, Any]:
+    """The job as the emulator holds it; fails the test when it does not exist."""
+    job = emulator.get_job(job_id)
+    assert job is not None, f"{job_id} does not exist"
+    return job

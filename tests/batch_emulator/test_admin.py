@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from emulators.batch import BatchEmulator
-from tests.batch_emulator.helpers import RawApi, error_code, stored
+from tests.batch_emulator.helpers import RawApi, error_code, stored, stored_job
 
 
 def admin(emu: BatchEmulator, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:
@@ -56,7 +56,7 @@ def test_faults_delays_stats_reset_over_http(emu: BatchEmulator, raw: RawApi) ->
     delays = admin(emu, "PUT", "transition-delays", {"terminate": 5, "delete": 1.5}).json()
     assert delays == {"terminate": 5.0, "delete": 1.5}
     raw.call("POST", "/jobs/job1/terminate")
-    assert stored_job_state(emu, "job1") == "terminating"
+    assert stored_job(emu, "job1")["state"] == "terminating"
     admin(emu, "POST", "faults", {"operation": "getJob", "latency": 0.01})
     assert admin(emu, "DELETE", "faults").status_code == 200
     assert admin(emu, "GET", "faults").json() == {"value": []}
@@ -105,9 +105,3 @@ def test_seeding_errors(emu: BatchEmulator) -> None:
     emu.seed_task("job1", "t1", state="completed")
     with pytest.raises(ValueError, match="completed"):
         emu.complete_task("job1", "t1", exit_code=0)
-
-
-def stored_job_state(emu: BatchEmulator, job_id: str) -> str:
-    job = emu.get_job(job_id)
-    assert job is not None
-    return str(job["state"])

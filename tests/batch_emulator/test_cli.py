@@ -15,7 +15,7 @@ import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
 
-from tests.batch_emulator.helpers import make_client
+from tests.batch_emulator.helpers import make_client, point_credential_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"http://127\.0\.0\.1:\d+")
@@ -51,10 +51,7 @@ def test_processes_work_together(monkeypatch: pytest.MonkeyPatch) -> None:
         serve("emulators.identity", env={"IDENTITY_HEADER": "cli-secret"}) as identity_url,
         serve("emulators.batch", "--identity-url", identity_url) as batch_url,
     ):
-        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{identity_url}/msi/token")
-        monkeypatch.setenv("IDENTITY_HEADER", "cli-secret")
-        for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
-            monkeypatch.delenv(name, raising=False)
+        point_credential_at(monkeypatch, f"{identity_url}/msi/token", "cli-secret")
         client = make_client(batch_url, ManagedIdentityCredential())
         assert list(client.list_jobs()) == []
 

@@ -10,14 +10,7 @@ from azure.identity import ManagedIdentityCredential
 
 from emulators.batch import BATCH_AUDIENCE, DEFAULT_JWKS_URL
 from emulators.identity import DEFAULT_HEADER_SECRET, DEFAULT_PORT, IdentityEndpoint
-from tests.batch_emulator.helpers import BATCH_SCOPE
-
-
-def point_credential_at(monkeypatch: pytest.MonkeyPatch, endpoint: IdentityEndpoint, secret: str) -> None:
-    monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint.token_url)
-    monkeypatch.setenv("IDENTITY_HEADER", secret)
-    for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
+from tests.batch_emulator.helpers import BATCH_SCOPE, point_credential_at
 
 
 def test_token_for_the_batch_resource(idp: IdentityEndpoint, credential: ManagedIdentityCredential) -> None:
@@ -33,13 +26,13 @@ def test_token_for_the_batch_resource(idp: IdentityEndpoint, credential: Managed
 
 
 def test_user_assigned_identity_client_id(idp: IdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    point_credential_at(monkeypatch, idp, idp.header_secret)
+    point_credential_at(monkeypatch, idp.token_url, idp.header_secret)
     token = ManagedIdentityCredential(client_id="my-uami").get_token(BATCH_SCOPE).token
     assert jwt.decode(token, options={"verify_signature": False})["appid"] == "my-uami"
 
 
 def test_wrong_secret_is_refused(idp: IdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    point_credential_at(monkeypatch, idp, "not-the-secret")
+    point_credential_at(monkeypatch, idp.token_url, "not-the-secret")
     with pytest.raises(ClientAuthenticationError):
         ManagedIdentityCredential().get_token(BATCH_SCOPE)
 
@@ -56,7 +49,7 @@ def test_missing_secret_or_resource_is_refused(idp: IdentityEndpoint) -> None:
 
 def test_lifetime_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     with IdentityEndpoint(port=0, header_secret="short", token_lifetime=600) as short:
-        point_credential_at(monkeypatch, short, "short")
+        point_credential_at(monkeypatch, short.token_url, "short")
         token = ManagedIdentityCredential().get_token(BATCH_SCOPE).token
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == 600

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from azure.batch import models
-from azure.core.exceptions import ResourceExistsError
 
 from emulators.batch import BatchEmulator
 from tests.batch_emulator.helpers import (
     ETAG,
     RawApi,
+    conflict,
     error_code,
     failure,
     headers_of,
     stored,
+    stored_job,
     terminate_options,
 )
 
 
 def new_job(job_id: str) -> Any:
     return models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id="pool-a"))
-
-
-def conflict(call: Callable[[], object]) -> str:
-    status, code = failure(call, ResourceExistsError)
-    assert status == 409
-    return code
 
 
 def test_add_get_list_jobs(emu: BatchEmulator, client: Any) -> None:
@@ -126,12 +120,6 @@ def test_jobs_can_be_seeded_in_any_state(emu: BatchEmulator, client: Any, state:
     assert job.state == state
     if state == "completed":
         assert job.execution_info.termination_reason == "TaskFailed"
-
-
-def stored_job(emulator: BatchEmulator, job_id: str) -> dict[str, Any]:
-    job = emulator.get_job(job_id)
-    assert job is not None
-    return job
 
 
 def test_a_deleted_job_id_can_be_reused_once_deletion_finished(emu: BatchEmulator, client: Any, raw: RawApi) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulators.batch import BatchEmulator
 from tests.batch_emulator.helpers import RawApi, error_code
@@ -177,3 +179,30 @@ def test_bulk_seed_and_retention_query_are_fast(emu: BatchEmulator, raw: RawApi)
     assert len(response["value"]) == 250
     assert seeded < 5.0, f"seeding 20 000 tasks took {seeded:.2f}s"
     assert listed < 0.5, f"a filtered list over 1 000 tasks took {listed:.3f}s"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    task_ids=st.sets(st.from_regex(r"[a-z0-9_-]{1,12}", fullmatch=True), max_size=40),
+    page_size=st.integers(min_value=1, max_value=15),
+    completed_every=st.integers(min_value=1, max_value=4),
+)
+def test_paging_yields_each_match_once_in_id_order(
+    emulator_server: BatchEmulator, raw: RawApi, task_ids: set[str], page_size: int, completed_every: int
+) -> None:
+    emulator_server.reset()
+    emulator_server.seed_job("job1")
+    ordered = sorted(task_ids)
+    specs = [
+        {"id": task_id, "state": "completed" if index % completed_every == 0 else "active"}
+        for index, task_id in enumerate(ordered)
+    ]
+    emulator_server.seed_tasks("job1", specs)
+    params = {"maxresults": str(page_size), "$filter": "state eq 'completed'"}
+    response = raw.call("GET", "/jobs/job1/tasks", params=params).json()
+    seen = [task["id"] for task in response["value"]]
+    while "odata.nextLink" in response:
+        assert len(response["value"]) <= page_size
+        response = raw.session.get(response["odata.nextLink"], timeout=10).json()
+        seen += [task["id"] for task in response["value"]]
+    assert seen == [spec["id"] for spec in specs if spec["state"] == "completed"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from azure.batch import models
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from emulators.batch import BatchEmulator
 from tests.batch_emulator.helpers import (
@@ -15,9 +13,11 @@ from tests.batch_emulator.helpers import (
     ETAG,
     RFC1123,
     RawApi,
+    conflict,
     error_code,
     failure,
     headers_of,
+    not_found,
     stored,
     terminate_options,
 )
@@ -25,18 +25,6 @@ from tests.batch_emulator.helpers import (
 
 def new_task(task_id: str, **kwargs: Any) -> Any:
     return models.BatchTaskCreateOptions(id=task_id, command_line="/bin/true", **kwargs)
-
-
-def conflict(call: Callable[[], object]) -> str:
-    status, code = failure(call, ResourceExistsError)
-    assert status == 409
-    return code
-
-
-def not_found(call: Callable[[], object]) -> str:
-    status, code = failure(call, ResourceNotFoundError)
-    assert status == 404
-    return code
 
 
 def test_add_get_and_headers(emu: BatchEmulator, client: Any) -> None:
