@@ -1,4 +1,5 @@
-"""docs/deployment.md stays true to the templates: every parameter, role and checkov skip is documented."""
+"""The deployment docs stay true to the templates: every parameter (README), role and checkov skip
+(docs/deployment.md) is documented."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from tests.infra.bicep import INFRA, REPO, Model, resources
 from tests.infra.test_roles import EXPECTED
 
 DOC: Final = REPO / "docs" / "deployment.md"
+README: Final = REPO / "README.md"
 _SKIP: Final = re.compile(r"//\s*checkov:skip=(CKV\w+):")
 
 
 def test_every_main_parameter_is_documented(model: Model) -> None:
-    text = DOC.read_text(encoding="utf-8")
+    text = README.read_text(encoding="utf-8")
     missing = [name for name in model["main.bicep"]["parameters"] if f"`{name}`" not in text]
-    assert not missing, f"docs/deployment.md does not describe these parameters: {missing}"
+    assert not missing, f"README.md's deployment parameters table does not describe: {missing}"
 
 
 def test_every_role_is_documented(model: Model) -> None:
