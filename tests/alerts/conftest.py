@@ -10,24 +10,12 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.runtime import Runtime, set_runtime
-from shared.servicebus import ServiceBusGateway
-from tests.retention.memory_queue import MemoryQueue
+from shared.runtime import set_runtime
+from tests.retention.memory_queue import MemoryQueue, MemoryRuntime
 from tests.support import indexed_functions, product_env
 
 # Batch is never called by the alerts function; the endpoint only has to be a valid setting.
 UNUSED_BATCH = "http://127.0.0.1:9"
-
-
-class MemoryRuntime(Runtime):
-    """The product's Runtime from a test env dict, with the in-memory queue in place of Service Bus."""
-
-    def __init__(self, env: Mapping[str, str], queue: MemoryQueue) -> None:
-        super().__init__(env)
-        self.queue = queue
-
-    def _make_bus(self) -> ServiceBusGateway:
-        return self.queue
 
 
 @dataclass

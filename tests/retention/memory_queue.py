@@ -7,10 +7,11 @@ the retention and alert suites see exactly which messages would reach the queue 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from shared.contract import Command, parse_command
 from shared.messages import Outbound
+from shared.runtime import Runtime
 from shared.servicebus import ServiceBusGateway
 
 
@@ -68,3 +69,14 @@ class CountingQueue(MemoryQueue):
         self.offered += sent
         self.enqueue_calls += 1
         return sent
+
+
+class MemoryRuntime(Runtime):
+    """The product's Runtime from a test env dict, with an in-memory queue in place of Service Bus."""
+
+    def __init__(self, env: Mapping[str, str], queue: MemoryQueue) -> None:
+        super().__init__(env)
+        self.queue = queue
+
+    def _make_bus(self) -> ServiceBusGateway:
+        return self.queue
