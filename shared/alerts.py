@@ -173,9 +173,14 @@ def _result_rows(context: Mapping[str, Any]) -> Iterator[Mapping[object, Any]]:
                 yield dict(zip(names, row, strict=False))
 
 
+def _command_fields(properties: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """The named custom properties as command fields; an empty or null property counts as unset."""
+    return {PROPERTY_FIELDS[name]: str(properties[name]) for name in names if properties.get(name) not in (None, "")}
+
+
 def _targets(alert: _Alert) -> list[dict[str, str]]:
     """Distinct targets in first-seen order; the rule's own batchJobId / batchTaskId win over per-firing values."""
-    fixed = {PROPERTY_FIELDS[k]: str(v) for k, v in alert.properties.items() if k in ("batchJobId", "batchTaskId")}
+    fixed = _command_fields(alert.properties, ("batchJobId", "batchTaskId"))
     named = [*_targets_in(_dimension_sets(alert.context)), *_targets_in(_result_rows(alert.context))]
     targets = [{**found, **fixed} for found in named] or [fixed]
     distinct: dict[tuple[str | None, str | None], dict[str, str]] = {}
@@ -185,7 +190,7 @@ def _targets(alert: _Alert) -> list[dict[str, str]]:
 
 
 def _command_body(alert: _Alert, action: str, target: Mapping[str, str]) -> bytes:
-    options = {PROPERTY_FIELDS[k]: str(v) for k, v in alert.properties.items() if k in ("batchAccount", "batchReason")}
+    options = _command_fields(alert.properties, ("batchAccount", "batchReason"))
     identity = [alert.alert_id, action, options.get("account", ""), target.get("jobId", ""), target.get("taskId", "")]
     body = {
         "action": action,

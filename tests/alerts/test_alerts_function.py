@@ -86,6 +86,13 @@ def test_the_rules_fixed_job_combines_with_per_firing_task_ids(app: AlertsApp) -
     assert queued(app) == [("terminateTask", "nightly", "a", "local"), ("terminateTask", "nightly", "b", "local")]
 
 
+def test_empty_or_null_custom_properties_count_as_unset(app: AlertsApp) -> None:
+    custom = {**TERMINATE, "batchAccount": "", "batchReason": None}
+    answer = app.post(samples.metric_alert(custom))
+    assert answer.status == 202
+    assert queued(app) == [("terminateTask", "render-42", "frame-0007", "local")]
+
+
 def test_activity_log_alert_uses_the_custom_properties(app: AlertsApp) -> None:
     answer = app.post(samples.activity_log({"batchAction": "reactivateTask", "batchJobId": "j", "batchTaskId": "t"}))
     assert answer.status == 202
