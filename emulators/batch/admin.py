@@ -115,7 +115,12 @@ class AdminApi:
         return 201, {"id": self.emulator.inject_fault(**_renamed(body, _FAULT_FIELDS))}
 
     def _list_faults(self, ids: list[str], body: Json) -> tuple[int, Any]:
-        return 200, {"value": [vars(fault) for fault in self.emulator.faults.active()]}
+        faults = self.emulator.faults.active()
+        listed = [
+            {"id": fault.fault_id} | {camel: getattr(fault, snake) for camel, snake in _FAULT_FIELDS.items()}
+            for fault in faults
+        ]
+        return 200, {"value": listed}
 
     def _clear_faults(self, ids: list[str], body: Json) -> tuple[int, Any]:
         self.emulator.clear_faults()

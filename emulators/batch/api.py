@@ -13,7 +13,7 @@ from emulators.batch.odata_filter import JOB_PROPERTIES, TASK_PROPERTIES
 from emulators.batch.query import next_link, parse_list_query, parse_select
 from emulators.batch.store import Located, Page, Store
 from emulators.batch.timefmt import format_http_date, parse_iso
-from emulators.batch.views import job_url, metadata, project, task_url
+from emulators.batch.views import job_url, metadata, project, selected, task_url
 
 Json = dict[str, Any]
 
@@ -173,7 +173,7 @@ def reactivate_task(store: Store, call: Call) -> Reply:
 def list_subtasks(store: Store, call: Call) -> Reply:
     select = parse_select(call.query)
     task, subtasks = store.list_subtasks(call.job_id, call.task_id)
-    items = [{k: v for k, v in sub.items() if select is None or k in select} for sub in subtasks]
+    items = [selected(sub, select) for sub in subtasks]
     body = {"odata.metadata": metadata(call.base_url, "subtaskinfos", single=False), "value": items}
     return Reply(200, _version_headers(task), body)
 

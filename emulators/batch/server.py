@@ -52,6 +52,7 @@ def route(method: str, path: str) -> tuple[str, str, str]:
 
 
 def check_api_version(query: dict[str, str]) -> str:
+    """The request's api-version, once it and that version's timeout parameter are valid."""
     version = query.get("api-version")
     if not version:
         raise BatchApiError("MissingRequiredQueryParameter", {"QueryParameterName": "api-version"})

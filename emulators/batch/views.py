@@ -17,11 +17,15 @@ def task_url(base_url: str, job_id: str, task_id: str) -> str:
 
 
 def project(data: Json, url: str, select: tuple[str, ...] | None) -> Json:
-    """The resource as the API shows it; `select` keeps only the named top-level properties."""
-    full = {"id": data["id"], "url": url, **data}
+    """The resource as the API shows it, with its URL, narrowed by `$select`."""
+    return selected({"id": data["id"], "url": url, **data}, select)
+
+
+def selected(data: Json, select: tuple[str, ...] | None) -> Json:
+    """Keep only the top-level properties named by `$select` (all when there is none)."""
     if select is None:
-        return full
-    return {name: full[name] for name in select if name in full}
+        return data
+    return {name: data[name] for name in select if name in data}
 
 
 def metadata(base_url: str, entity_set: str, single: bool) -> str:

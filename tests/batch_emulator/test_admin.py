@@ -49,7 +49,8 @@ def test_faults_delays_stats_reset_over_http(emu: BatchEmulator, raw: RawApi) ->
     emu.seed_job("job1")
     fault = {"operation": "getJob", "status": 503, "code": "ServerBusy", "count": 1, "retryAfter": 2}
     assert admin(emu, "POST", "faults", fault).status_code == 201
-    assert admin(emu, "GET", "faults").json()["value"][0]["retry_after"] == 2
+    listed = admin(emu, "GET", "faults").json()["value"]
+    assert listed == [{"id": listed[0]["id"], **fault, "probability": None, "latency": None, "dropConnection": False}]
     throttled = raw.call("GET", "/jobs/job1")
     assert (throttled.status_code, error_code(throttled), throttled.headers["Retry-After"]) == (503, "ServerBusy", "2")
     assert admin(emu, "GET", "stats").json() == {"requestCount": 1, "faultsFired": 1}
