@@ -77,13 +77,6 @@ class FilterError(ValueError):
     """The $filter text is not valid for this list; the message says why."""
 
 
-@dataclass(frozen=True)
-class CompiledFilter:
-    predicate: Predicate
-    # Set when every match must have this state, letting the store scan only that state's index.
-    required_state: str | None = None
-
-
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>datetime'[^']*')|(?P<punct>[(),])"
     r"|(?P<num>-?\d[\d:.TZz+-]*)|(?P<word>[A-Za-z_][\w/]*))"
@@ -112,7 +105,7 @@ class _Parser:
         self.position = 0
         self.properties = properties
 
-    def parse(self) -> CompiledFilter:
+    def parse(self) -> Predicate:
         if not self.tokens:
             raise FilterError("empty filter")
         result = self._or()
@@ -134,29 +127,21 @@ class _Parser:
         self.position += 1
         return value
 
-    def _or(self) -> CompiledFilter:
+    def _or(self) -> Predicate:
         parts = [self._and()]
         while self._peek_word() == "or":
             self.position += 1
             parts.append(self._and())
-        if len(parts) == 1:
-            return parts[0]
-        predicates = [part.predicate for part in parts]
-        return CompiledFilter(lambda item: any(p(item) for p in predicates))
+        return parts[0] if len(parts) == 1 else lambda item: any(part(item) for part in parts)
 
-    def _and(self) -> CompiledFilter:
+    def _and(self) -> Predicate:
         parts = [self._primary()]
         while self._peek_word() == "and":
             self.position += 1
             parts.append(self._primary())
-        if len(parts) == 1:
-            return parts[0]
-        predicates = [part.predicate for part in parts]
-        states = {part.required_state for part in parts if part.required_state}
-        required = states.pop() if len(states) == 1 else None
-        return CompiledFilter(lambda item: all(p(item) for p in predicates), required)
+        return parts[0] if len(parts) == 1 else lambda item: all(part(item) for part in parts)
 
-    def _primary(self) -> CompiledFilter:
+    def _primary(self) -> Predicate:
         kind, value = self.tokens[self.position] if self.position < len(self.tokens) else ("", "")
         if kind == "punct" and value == "(":
             self.position += 1
@@ -174,7 +159,7 @@ class _Parser:
             raise FilterError(f"property '{name}' cannot be used in a filter")
         return prop
 
-    def _startswith(self) -> CompiledFilter:
+    def _startswith(self) -> Predicate:
         self._next("word")
         self._next("punct", "(")
         prop = self._property()
@@ -186,9 +171,22 @@ class _Parser:
         if prop.kind == "id":
             prefix = prefix.lower()
         getter = _getter(prop)
-        return CompiledFilter(lambda item: isinstance(v := getter(item), str) and v.startswith(prefix))
 
-    def _comparison(self) -> CompiledFilter:
+        def matches(item: Resource) -> bool:
+            value = getter(item)
+            return isinstance(value, str) and value.startswith(prefix)
+
+        # OData v3 clients often write `startswith(id,'x') eq true`.
+        if self._peek_word() == "eq":
+            self.position += 1
+            wanted = self._next("word").lower()
+            if wanted not in ("true", "false"):
+                raise FilterError("startswith(...) can only be compared with true or false")
+            if wanted == "false":
+                return lambda item: not matches(item)
+        return matches
+
+    def _comparison(self) -> Predicate:
         prop = self._property()
         op = self._next("word").lower()
         if op not in prop.operators:
@@ -199,13 +197,9 @@ class _Parser:
         self.position += 1
         getter = _getter(prop)
         compare = _COMPARATORS[op]
-        predicate: Predicate
         if op == "ne":
-            predicate = lambda item: getter(item) != literal  # noqa: E731 - a missing value is unequal
-        else:
-            predicate = lambda item: (v := getter(item)) is not None and compare(v, literal)  # noqa: E731
-        required = literal if prop.path == ("state",) and op == "eq" else None
-        return CompiledFilter(predicate, required if isinstance(required, str) else None)
+            return lambda item: getter(item) != literal  # a missing value is unequal
+        return lambda item: (v := getter(item)) is not None and compare(v, literal)
 
 
 def _unquote(token: str) -> str:
@@ -254,6 +248,6 @@ def _getter(prop: Property) -> Callable[[Resource], Any]:
     return nested
 
 
-def compile_filter(text: str, properties: Mapping[str, Property]) -> CompiledFilter:
+def compile_filter(text: str, properties: Mapping[str, Property]) -> Predicate:
     """Compile `text`; raises FilterError with a human-readable reason."""
     return _Parser(text, properties).parse()

@@ -41,7 +41,7 @@ def parse_list_query(query: Mapping[str, str], properties: Mapping[str, Property
     raw_filter = query.get("$filter")
     if raw_filter is not None:
         try:
-            predicate = compile_filter(raw_filter, properties).predicate
+            predicate = compile_filter(raw_filter, properties)
         except FilterError as exc:
             raise _invalid("$filter", raw_filter, str(exc)) from exc
     return ListQuery(predicate, parse_select(query), _parse_limit(query), _parse_skiptoken(query))

@@ -50,6 +50,8 @@ def ids(client: Any, **kwargs: Any) -> list[str]:
         ("id ge 'c'", ["c-fail-new", "c-fail-old"]),
         ("id gt 'c-fail-new' or id le 'a-active'", ["a-active", "c-fail-old"]),
         ("startswith(id, 'b-')", ["b-ok-new", "b-ok-old"]),
+        ("startswith(id,'b-') eq true", ["b-ok-new", "b-ok-old"]),
+        ("startswith(id,'b-') eq false and startswith(id,'c-') eq false", ["a-active", "a-running"]),
         ("executionInfo/result eq 'failure'", ["c-fail-new", "c-fail-old"]),
         ("executionInfo/result ne 'failure'", ["a-active", "a-running", "b-ok-new", "b-ok-old"]),
         ("executionInfo/exitCode gt 0", ["c-fail-new", "c-fail-old"]),
@@ -84,6 +86,7 @@ def test_filters(mixed_job: BatchEmulator, client: Any, expression: str, expecte
         "state eq 'active' and",
         "startswith(state, 'a')",
         "id eq 'a' extra",
+        "startswith(id,'a') eq 'yes'",
     ],
 )
 def test_invalid_filters_are_refused(mixed_job: BatchEmulator, raw: RawApi, expression: str) -> None:
