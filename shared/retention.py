@@ -223,7 +223,7 @@ class RetentionSummary:
 
     @property
     def skipped(self) -> int:
-        """Tasks listed but not turned into a command: failed the re-check, or came after the limit."""
+        """Tasks listed but not turned into a command (they failed the re-check on our side)."""
         return self.tasks_seen - self.commands_planned
 
     def event(self) -> dict[str, Any]:
@@ -275,8 +275,6 @@ def run_retention(batch: Lister, bus: Producer, settings: Settings, now: datetim
             planned += len(chunk)
             if not retention.dry_run:
                 enqueued += bus.enqueue(chunk)
-        # Peek one further task so the summary can say whether the limit left work for the next run.
-        limit_reached = planned == retention.max_commands and next(plan, None) is not None
     summary = RetentionSummary(
         run_id=uuid.uuid4().hex,
         started_at=now,
@@ -286,7 +284,9 @@ def run_retention(batch: Lister, bus: Producer, settings: Settings, now: datetim
         tasks_seen=counts.tasks_seen,
         commands_planned=planned,
         commands_enqueued=enqueued,
-        limit_reached=limit_reached,
+        # Stopped at the cap; whatever is left waits for the next run. (Finding out whether anything is left
+        # could mean listing every remaining job, which is exactly what the cap is there to prevent.)
+        limit_reached=planned == retention.max_commands,
         listing_errors=counts.listing_errors,
         elapsed_ms=round((time.perf_counter() - started) * 1000),
     )

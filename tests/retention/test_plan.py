@@ -167,14 +167,20 @@ def test_run_sends_chunks_and_stops_listing_at_the_bound(caplog: pytest.LogCaptu
     assert summary.limit_reached and summary.commands_enqueued == 1100
     # The bound stops the listing: job-4 (tasks 1200-1499) is never asked for.
     assert [path for _, path, _ in lister.calls][-1] == "/jobs/job-3/tasks"
-    assert summary.tasks_seen == 1101 and summary.skipped == 1  # the one peeked to see that more is left
+    assert summary.tasks_seen == 1100 and summary.skipped == 0
     (line,) = [r.getMessage() for r in caplog.records if "retentionSummary" in r.getMessage()]
     assert json.loads(line) == summary.event()
 
 
-def test_a_bound_equal_to_the_work_is_not_reported_as_reached() -> None:
-    summary = run_retention(ListingStandIn(many_jobs(2, 5)), MemoryQueue(), settings(RETENTION_MAX_COMMANDS="10"), NOW)
+def test_a_run_below_the_bound_does_not_report_it_reached() -> None:
+    summary = run_retention(ListingStandIn(many_jobs(2, 5)), MemoryQueue(), settings(RETENTION_MAX_COMMANDS="11"), NOW)
     assert summary.commands_enqueued == 10 and not summary.limit_reached
+
+
+def test_skipped_counts_listed_tasks_that_fail_the_recheck() -> None:
+    lister = ListingStandIn({"job": [task("ok"), task("recent", when=RECENT), task("running", state="running")]})
+    summary = run_retention(lister, MemoryQueue(), settings(), NOW)
+    assert (summary.tasks_seen, summary.commands_enqueued, summary.skipped) == (3, 1, 2)
 
 
 def test_dry_run_enqueues_nothing_but_reports_and_publishes_the_summary() -> None:
