@@ -62,19 +62,25 @@ class QuietHandler(BaseHTTPRequestHandler):
         """Per-request logging would dominate the cost of a request."""
 
     def read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        raw_length = self.headers.get("Content-Length") or "0"
+        if not raw_length.isdigit() or self.headers.get("Transfer-Encoding"):
+            # Without a usable length the next request on this connection cannot be found: close it.
+            self.close_connection = True
+            return b""
+        length = int(raw_length)
+        return self.rfile.read(length) if length else b""
 
     def send_whole(self, status: int, headers: list[tuple[str, str]], body: bytes = b"") -> None:
         reason = self.responses.get(status, ("",))[0]
         lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
-        if status != 304:
+        bodiless = status in (204, 304)  # HTTP forbids a body, and a Content-Length, on these
+        if not bodiless:
             lines.append(f"Content-Length: {len(body)}")
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + body if status != 304 else head)
+        self.wfile.write(head if bodiless else head + body)
 
     def drop_connection(self) -> None:
         """Close the socket without answering, like a network failure mid-request."""

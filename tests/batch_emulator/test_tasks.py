@@ -304,3 +304,11 @@ def test_task_id_of_job_preparation_or_release_task_is_refused(emu: BatchEmulato
     for task_id, code in (("PREP", "TaskIdSameAsJobPreparationTask"), ("jobrelease", "TaskIdSameAsJobReleaseTask")):
         response = raw.call("POST", "/jobs/job1/tasks", json={"id": task_id, "commandLine": "x"})
         assert (response.status_code, error_code(response)) == (409, code)
+
+
+def test_no_content_answers_carry_no_length_and_keep_the_connection(emu: BatchEmulator, raw: RawApi) -> None:
+    emu.seed_job("job1")
+    emu.seed_task("job1", "t1")
+    terminated = raw.call("POST", "/jobs/job1/tasks/t1/terminate")
+    assert terminated.status_code == 204 and "Content-Length" not in terminated.headers
+    assert raw.call("GET", "/jobs/job1/tasks/t1").json()["state"] == "completed"  # same keep-alive connection
