@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from emulators.batch.errors import BatchApiError, ControlError
 from emulators.batch.odata_filter import TASK_STATES
@@ -19,6 +19,10 @@ Json = dict[str, Any]
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _FOREVER = "P10675199DT2H48M5.4775807S"
 _EMULATED_NODE = "tvmps_emulated_node_0"
+# Shared by every task that does not override them: stored resources are never edited in place, and
+# sharing keeps 100 000 seeded tasks small.
+_DEFAULT_CONSTRAINTS = {"maxWallClockTime": _FOREVER, "retentionTime": "P7D", "maxTaskRetryCount": 0}
+_SEEDED_NODE = {"nodeId": _EMULATED_NODE}
 # Exit code reported for a task whose process the service killed (user termination).
 _TERMINATED_EXIT_CODE = 137
 _USER_TERMINATED = {"category": "usererror", "code": "TaskEnded", "message": "Task Was Ended by User Request"}
@@ -29,7 +33,7 @@ _FAILED_EXIT = {
 }
 
 
-def is_valid_id(value: object) -> bool:
+def is_valid_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
 
 
@@ -76,15 +80,14 @@ def new_job(body: Mapping[str, Any], state: str, created: str, transitioned: str
 
 
 def new_task(body: Mapping[str, Any], created: str, transitioned: str) -> Json:
-    constraints = body.get("constraints") if isinstance(body.get("constraints"), dict) else {}
+    custom = body.get("constraints")
     return {
         "requiredSlots": 1,
         **body,
         "creationTime": created,
         "state": "active",
         "stateTransitionTime": transitioned,
-        "constraints": {"maxWallClockTime": _FOREVER, "retentionTime": "P7D", "maxTaskRetryCount": 0}
-        | (constraints or {}),
+        "constraints": _DEFAULT_CONSTRAINTS | custom if isinstance(custom, dict) else _DEFAULT_CONSTRAINTS,
         "executionInfo": {"retryCount": 0, "requeueCount": 0},
     }
 
@@ -160,6 +163,23 @@ def seeded_task(spec: Mapping[str, Any], now: str) -> Json:
         raise ControlError(f"unknown task state {state!r}")
     created = _seed_time(spec.get("creation_time"), now)
     transitioned = _seed_time(spec.get("state_transition_time"), created)
+    task = new_task(_seed_body(task_id, spec), created, transitioned)
+    info = task["executionInfo"]
+    info["retryCount"] = int(spec.get("retry_count", 0))
+    if state == "active":
+        return task
+    info["startTime"] = transitioned
+    if state == "completed":
+        exit_code = int(spec.get("exit_code") or 0)
+        info.update(endTime=transitioned, exitCode=exit_code, result="failure" if exit_code else "success")
+        if exit_code:
+            info["failureInfo"] = _FAILED_EXIT
+    task.update(state=state, nodeInfo=_SEEDED_NODE)
+    return task
+
+
+def _seed_body(task_id: str, spec: Mapping[str, Any]) -> Json:
+    """The Add Task body a seed spec stands for."""
     body: Json = {"id": task_id, "commandLine": spec.get("command_line", "/bin/sh -c 'echo hello'")}
     if spec.get("number_of_instances"):
         body["multiInstanceSettings"] = {
@@ -168,19 +188,7 @@ def seeded_task(spec: Mapping[str, Any], now: str) -> Json:
         }
     if spec.get("max_task_retry_count") is not None:
         body["constraints"] = {"maxTaskRetryCount": int(spec["max_task_retry_count"])}
-    task = new_task(body, created, transitioned)
-    task["executionInfo"]["retryCount"] = int(spec.get("retry_count", 0))
-    if state == "active":
-        return task
-    run = {"startTime": transitioned, "endTime": transitioned}
-    task["executionInfo"].update({"startTime": transitioned})
-    if state == "completed":
-        exit_code = int(spec.get("exit_code") or 0)
-        task["executionInfo"].update(run, exitCode=exit_code, result="success" if exit_code == 0 else "failure")
-        if exit_code != 0:
-            task["executionInfo"]["failureInfo"] = _FAILED_EXIT
-    task.update(state=state, nodeInfo={"nodeId": _EMULATED_NODE})
-    return task
+    return body
 
 
 def _seed_time(value: datetime | str | None, default: str) -> str:
