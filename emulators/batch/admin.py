@@ -75,6 +75,7 @@ class AdminApi:
             ("GET", ("jobs", "*")): self._get_job,
             ("POST", ("jobs", "*", "tasks")): self._seed_tasks,
             ("GET", ("jobs", "*", "tasks", "*")): self._get_task,
+            ("POST", ("jobs", "*", "tasks", "*", "prepare")): self._prepare_task,
             ("POST", ("jobs", "*", "tasks", "*", "start")): self._start_task,
             ("POST", ("jobs", "*", "tasks", "*", "complete")): self._complete_task,
         }
@@ -143,6 +144,9 @@ class AdminApi:
 
     def _get_task(self, ids: list[str], body: Json) -> tuple[int, Any]:
         return _found(self.emulator.get_task(ids[0], ids[1]))
+
+    def _prepare_task(self, ids: list[str], body: Json) -> tuple[int, Any]:
+        return 200, self.emulator.prepare_task(ids[0], ids[1])
 
     def _start_task(self, ids: list[str], body: Json) -> tuple[int, Any]:
         return 200, self.emulator.start_task(ids[0], ids[1])

@@ -138,8 +138,13 @@ class BatchEmulator(BackgroundHttpServer):
         """Bulk seed: each mapping has `id` plus any keyword of `seed_task`. Returns the count."""
         return self.store.seed_tasks(job_id, tasks)
 
+    def prepare_task(self, job_id: str, task_id: str) -> Json:
+        """Move an active task to preparing (a node is getting ready to run it)."""
+        self.store.prepare_task(job_id, task_id)
+        return self._task_view(job_id, task_id)
+
     def start_task(self, job_id: str, task_id: str) -> Json:
-        """Move an active task to running (a node picked it up)."""
+        """Move an active or preparing task to running (a node runs it)."""
         self.store.start_task(job_id, task_id)
         return self._task_view(job_id, task_id)
 

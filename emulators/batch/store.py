@@ -408,12 +408,21 @@ class Store:
                     bisect.insort(job.order, key)
         return len(built)
 
+    def prepare_task(self, job_id: str, task_id: str) -> Json:
+        with self._lock:
+            job = self._job(job_id)
+            task = self._task(job, task_id)
+            if task["state"] != "active":
+                raise ControlError(f"task {task_id} is {task['state']}, not active")
+            now = format_iso(utcnow())
+            return self._replace_task(job, task["id"].lower(), transition(task, "preparing", now), now)
+
     def start_task(self, job_id: str, task_id: str) -> Json:
         with self._lock:
             job = self._job(job_id)
             task = self._task(job, task_id)
             if task["state"] not in ("active", "preparing"):
-                raise ControlError(f"task {task_id} is {task['state']}, not active")
+                raise ControlError(f"task {task_id} is {task['state']}, not active or preparing")
             now = format_iso(utcnow())
             running = start_run(task, job.data, now)
             key = task["id"].lower()

@@ -38,6 +38,7 @@ def test_seed_job_and_tasks_over_http(emu: BatchEmulator, raw: RawApi) -> None:
 def test_task_runs_over_http(emu: BatchEmulator) -> None:
     emu.seed_job("job1")
     emu.seed_task("job1", "t1")
+    assert admin(emu, "POST", "jobs/job1/tasks/t1/prepare").json()["state"] == "preparing"
     assert admin(emu, "POST", "jobs/job1/tasks/t1/start").json()["state"] == "running"
     done = admin(emu, "POST", "jobs/job1/tasks/t1/complete", {"exitCode": 0}).json()
     assert (done["state"], done["executionInfo"]["result"]) == ("completed", "success")

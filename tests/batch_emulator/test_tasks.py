@@ -79,8 +79,11 @@ def test_client_request_id_is_echoed_only_on_request(emu: BatchEmulator, client:
 def test_task_state_machine_success_path(emu: BatchEmulator, client: Any) -> None:
     emu.seed_job("job1")
     client.create_task("job1", new_task("t1"))
+    emu.prepare_task("job1", "t1")
+    assert client.get_task("job1", "t1").state == models.BatchTaskState.PREPARING
+    assert conflict(lambda: client.reactivate_task("job1", "t1")) == "TaskNotCompleted"
     running = emu.start_task("job1", "t1")
-    assert running["state"] == "running" and running["previousState"] == "active"
+    assert running["state"] == "running" and running["previousState"] == "preparing"
     assert client.get_task("job1", "t1").state == models.BatchTaskState.RUNNING
     emu.complete_task("job1", "t1", exit_code=0)
     task = client.get_task("job1", "t1")
