@@ -51,11 +51,26 @@ def plain(value: Any) -> Any:
         return bytes(value)
     if isinstance(value, Array):
         return [plain(v) for v in value.elements]
+    if isinstance(value, Described):
+        return Described(value.descriptor, plain(value.value))
     if isinstance(value, dict):
         return {plain(k): plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def _decode_one(view: memoryview) -> tuple[int, Any]:
+    data = Data()
+    used = data.decode(cast(bytes, view))
+    data.rewind()
+    data.next()
+    return used, plain(data.get_object())  # copy binary out while ``data`` is alive
+
+
+def _looks_like_message(payload: bytes) -> bool:
+    """Cheap pre-check: a described section code (smallulong 0x70-0x78) at the start."""
+    return len(payload) > 3 and payload[:2] == b"\x00\x53" and HEADER <= payload[2] <= FOOTER
 
 
 def split(payload: bytes) -> list[Section]:
@@ -64,20 +79,16 @@ def split(payload: bytes) -> list[Section]:
     view = memoryview(payload)
     pos = 0
     while pos < len(payload):
-        data = Data()
         try:
-            used = data.decode(cast(bytes, view[pos:]))
-        except Exception as exc:  # proton raises DataException or a bare error for bad input
+            used, obj = _decode_one(view[pos:])
+        except Exception as exc:  # proton raises DataException, ValueError, ... on arbitrary bytes
             raise MessageFormatError(f"undecodable section at byte {pos}") from exc
-        data.rewind()
-        data.next()
-        obj = data.get_object()
         if not isinstance(obj, Described) or not isinstance(obj.descriptor, int):
             raise MessageFormatError(f"section at byte {pos} is not a described type")
         code = int(obj.descriptor)
         if not HEADER <= code <= FOOTER:
             raise MessageFormatError(f"unknown section code {code:#x}")
-        sections.append(Section(code, bytes(view[pos : pos + used]), plain(obj.value)))
+        sections.append(Section(code, bytes(view[pos : pos + used]), obj.value))
         pos += used
     if not sections:
         raise MessageFormatError("empty message")
@@ -95,6 +106,8 @@ def unbatch(payload: bytes) -> list[bytes]:
     inner = [s.value for s in sections if s.code == DATA]
     envelope = (HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS, PROPERTIES, DATA)
     if not inner or any(s.code not in envelope for s in sections):
+        return [payload]
+    if not all(isinstance(item, bytes) and _looks_like_message(item) for item in inner):
         return [payload]
     try:
         for item in inner:
