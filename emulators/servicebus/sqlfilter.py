@@ -83,8 +83,16 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):  # includes proton's int32, ulong, ...
+        return "number"
+    return "str" if isinstance(value, str) else type(value).__name__
+
+
 def _compare(op: str, left: Any, right: Any) -> Truth:
-    if isinstance(left, bool) != isinstance(right, bool):
+    if _kind(left) != _kind(right):  # e.g. 3 = '3' is unknown, not false
         return None
     try:
         return bool(_OPERATORS[op](left, right))
