@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,17 @@ class IndexedFunction:
         return str(self.trigger["type"])
 
 
+@functools.cache
+def functions_of(app: func.FunctionApp) -> tuple[func.Function, ...]:
+    """The app's functions. ``get_functions()`` records names and refuses to index the same app twice,
+    so every caller in a process (the local host, tests) shares this one indexing."""
+    return tuple(app.get_functions())
+
+
 def index(app: func.FunctionApp) -> dict[str, IndexedFunction]:
     """Each function with its trigger binding (the JSON the worker would hand to the host)."""
     indexed = {}
-    for function in app.get_functions():
+    for function in functions_of(app):
         name = str(function.get_function_name())
         bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))

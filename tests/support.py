@@ -10,6 +10,7 @@ from typing import Any
 
 import azure.functions as func
 
+from local.functions import functions_of
 from shared.messages import Outbound
 
 PEER_CONNECTION_STRING = (
@@ -63,10 +64,7 @@ class MemoryBus:
 
 @functools.cache
 def indexed_functions() -> dict[str, func.Function]:
-    """function_app's functions by name, indexed once per process like the worker does.
-
-    Indexing twice makes azure-functions report duplicate names, so every test uses this.
-    """
+    """function_app's functions by name, indexed once per process like the worker does."""
     import function_app  # noqa: PLC0415 - imported on first use, as the worker would
 
-    return {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
+    return {str(fn.get_function_name()): fn for fn in functions_of(function_app.app)}
