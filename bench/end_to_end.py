@@ -1,0 +1,224 @@
+"""Benchmark 3: commands per second from send to outcome through the whole local system.
+
+The local host (``local.host.LocalHost``) runs the Batch emulator, the identity endpoint, the Service
+Bus peer and function_app's queue trigger with 16 concurrent invocations, all in this process. One run
+sends ``commands`` terminateTask commands (one SDK batch) and times until every outcome event has been
+received from the topic subscription ``all``.
+
+The raw capacity of the parts alone is measured the same way, in this process too:
+
+* peer: ``commands`` messages sent (SDK batches of 100), then received in batches of up to 16 (what the
+  local host's queue driver asks for) and completed by one receiver: a send -> receive -> complete round
+  trip per message. Not 16 separate consumers: on this peer a consumer whose receive call ended with
+  credit left on its link gets messages it never returns, which stay locked for the queue's one-minute
+  lock duration - that would measure lock expiry, not capacity (see docs/benchmarks.md);
+* emulator: ``commands`` Terminate Task calls from 16 threads (bare ``requests`` sessions, cached token).
+
+One command costs the peer two such round trips (the command on the queue, its outcome on the topic) and
+the emulator one call, so the part whose capacity per command is lowest bounds the system.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import requests
+from azure.identity import ManagedIdentityCredential
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiver
+from azure.servicebus.exceptions import ServiceBusError
+
+from bench.client_cost import identity_environment_vars
+from emulators.batch import BatchEmulator
+from emulators.identity import IdentityEndpoint
+from emulators.servicebus import ServiceBusPeer
+from local.host import LocalHost, Ports
+from shared.batch_client import BATCH_SCOPE
+
+CONCURRENCY: Final = 16
+QUEUE: Final = "batch-commands"
+TOPIC: Final = "batch-outcomes"
+API_VERSION: Final = "2025-06-01"
+TIMEOUT: Final = 120.0
+BATCH: Final = 16  # messages a consumer asks for at once (the local host's driver asks for up to 16)
+
+
+@dataclass
+class _Collector:
+    """Counts outcome events (deduplicated by message id) on the subscription ``all``."""
+
+    connection_string: str
+    seen: set[str] = field(default_factory=set)
+    decisions: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def start(self) -> _Collector:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with (
+                    ServiceBusClient.from_connection_string(self.connection_string) as client,
+                    client.get_subscription_receiver(TOPIC, "all") as receiver,
+                ):
+                    while not self._stop.is_set():
+                        for message in receiver.receive_messages(max_message_count=50, max_wait_time=0.2):
+                            event = json.loads(b"".join(message.body))
+                            receiver.complete_message(message)
+                            with self._changed:
+                                if str(message.message_id) not in self.seen:
+                                    self.seen.add(str(message.message_id))
+                                    decision = str(event.get("decision"))
+                                    self.decisions[decision] = self.decisions.get(decision, 0) + 1
+                                self._changed.notify_all()
+            except ServiceBusError:
+                self._stop.wait(0.5)
+
+    def wait_for(self, count: int, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.seen) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(self.seen)} of {count} outcomes after {timeout} s")
+                self._changed.wait(left)
+
+
+def _send(client: ServiceBusClient, bodies: list[dict[str, Any]]) -> None:
+    messages = [
+        ServiceBusMessage(json.dumps(body).encode(), message_id=body["commandId"], content_type="application/json")
+        for body in bodies
+    ]
+    with client.get_queue_sender(QUEUE) as sender:
+        for start in range(0, len(messages), 100):
+            sender.send_messages(messages[start : start + 100])
+
+
+def _system_run(host: LocalHost, client: ServiceBusClient, collector: _Collector, commands: int, run: int) -> float:
+    assert host.batch is not None
+    job = f"e2e-{run}-{uuid.uuid4().hex[:8]}"
+    host.batch.seed_job(job)
+    host.batch.seed_tasks(job, [{"id": f"t{i}", "state": "running"} for i in range(commands)])
+    bodies = [
+        {"action": "terminateTask", "jobId": job, "taskId": f"t{i}", "commandId": f"{job}-t{i}"}
+        for i in range(commands)
+    ]
+    already = len(collector.seen)
+    started = time.perf_counter()
+    _send(client, bodies)
+    collector.wait_for(already + commands)
+    return commands / (time.perf_counter() - started)
+
+
+def system(commands: int, runs: int) -> tuple[list[float], dict[str, int]]:
+    with tempfile.TemporaryDirectory() as folder:
+        host = LocalHost(
+            ports=Ports(0, 0, 0, 0), db_path=str(Path(folder) / "peer.db"), seed=False, print_outcomes=False
+        )
+        with host:
+            collector = _Collector(host.env["ServiceBusConnection"]).start()
+            try:
+                with ServiceBusClient.from_connection_string(host.env["ServiceBusConnection"]) as client:
+                    _system_run(host, client, collector, CONCURRENCY, -1)  # warm: links, token, connections
+                    rates = [_system_run(host, client, collector, commands, run) for run in range(runs)]
+            finally:
+                collector.stop()
+            return rates, dict(collector.decisions)
+
+
+def _drain(receiver: ServiceBusReceiver, count: int) -> None:
+    got = 0
+    while got < count:
+        for message in receiver.receive_messages(max_message_count=BATCH, max_wait_time=0.05):
+            receiver.complete_message(message)
+            got += 1
+
+
+def _peer_run(client: ServiceBusClient, receiver: ServiceBusReceiver, commands: int) -> float:
+    """Send ``commands`` messages, then receive (batches of up to 16) and complete every one."""
+    bodies = [{"commandId": f"cap-{uuid.uuid4().hex}", "n": i} for i in range(commands)]
+    started = time.perf_counter()
+    _send(client, bodies)
+    _drain(receiver, commands)
+    return commands / (time.perf_counter() - started)
+
+
+def peer_capacity(commands: int, runs: int) -> list[float]:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        ServiceBusPeer(db_path=str(Path(folder) / "peer.db")) as peer,
+        ServiceBusClient.from_connection_string(peer.connection_string) as client,
+        client.get_queue_receiver(QUEUE, prefetch_count=0) as receiver,
+    ):
+        _peer_run(client, receiver, CONCURRENCY)  # warm: connection, links
+        return [_peer_run(client, receiver, commands) for _ in range(runs)]
+
+
+def _emulator_run(batch: BatchEmulator, token: str, commands: int, run: int) -> float:
+    job = f"cap-{run}"
+    batch.seed_job(job)
+    batch.seed_tasks(job, [{"id": f"t{i}", "state": "running"} for i in range(commands)])
+    local = threading.local()
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def terminate(index: int) -> None:
+        session: requests.Session | None = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        url = f"{batch.url}/jobs/{job}/tasks/t{index}/terminate?api-version={API_VERSION}"
+        response = session.post(url, headers=headers, timeout=30)
+        if response.status_code != 204:
+            raise RuntimeError(f"terminate: HTTP {response.status_code}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(terminate, range(commands)))
+    return commands / (time.perf_counter() - started)
+
+
+def emulator_capacity(commands: int, runs: int) -> list[float]:
+    with IdentityEndpoint(port=0) as identity, BatchEmulator(port=0, jwks_url=identity.jwks_url) as batch:
+        with identity_environment_vars(identity.token_url, identity.header_secret):
+            token = ManagedIdentityCredential(client_id="bench-identity").get_token(BATCH_SCOPE).token
+        _emulator_run(batch, token, CONCURRENCY, -1)  # warm
+        return [_emulator_run(batch, token, commands, run) for run in range(runs)]
+
+
+def run(commands: int = 400, runs: int = 3) -> dict[str, Any]:
+    rates, decisions = system(commands, runs)
+    peer = peer_capacity(commands, runs)
+    emulator = emulator_capacity(commands, runs)
+    system_rate = statistics.median(rates)
+    # Commands per second each part could carry alone: the peer handles two round trips per command.
+    peer_per_command = statistics.median(peer) / 2
+    emulator_per_command = statistics.median(emulator)
+    bound = "servicebus-peer" if peer_per_command < emulator_per_command else "batch-emulator"
+    return {
+        "commands_per_run": commands,
+        "runs": runs,
+        "concurrency": CONCURRENCY,
+        "system_per_second": system_rate,
+        "decisions": decisions,
+        "peer_round_trips_per_second": statistics.median(peer),
+        "emulator_calls_per_second": emulator_per_command,
+        "peer_capacity_commands_per_second": peer_per_command,
+        "bound_by": bound,
+        "ratio_vs_bound": system_rate / min(peer_per_command, emulator_per_command),
+    }
