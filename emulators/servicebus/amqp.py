@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec
 from proton import Condition, Delivery, Endpoint, Link, Message, symbol
 
 from . import management
-from .broker import Broker, BrokerError, LockLost, Target
+from .broker import Broker, BrokerError, Target
 from .cbs import SasKey, TokenRejected, audience_path, check_token, covers
 from .message import MessageFormatError, plain, unbatch
 
@@ -323,7 +323,7 @@ class PeerHandler:
                 self._broker.abandon(target, token)
             else:  # released, or settled without an outcome: never reached the application
                 self._broker.release(target, token)
-        except LockLost as exc:
+        except BrokerError as exc:  # lock lost, or an outcome the entity does not allow
             delivery.local.condition = _condition(exc)
             delivery.update(Delivery.REJECTED)
         else:

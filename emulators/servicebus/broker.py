@@ -232,9 +232,8 @@ class Broker:
         self._ready.add((row.entity, row.dlq))
 
     def _move_to_dead_letter(self, row: Row, reason: str | None, description: str | None) -> None:
-        if row.dlq:  # dead-lettering a dead-lettered message just settles it
-            self._store.delete(row.seq)
-            return
+        if row.dlq:
+            raise BadRequest("A message in a dead-letter queue cannot be dead-lettered again.")
         details = {"DeadLetterReason": reason, "DeadLetterErrorDescription": description}
         payload = amqp_message.with_application_properties(
             row.payload, {k: v for k, v in details.items() if v is not None}
