@@ -210,24 +210,30 @@ class Processor:
         return Result(settlement, outcome, fields)
 
 
+# The outcome fields worth a log line; the line adds the error code and the settlement.
+_LOGGED_FIELDS = (
+    "commandId",
+    "action",
+    "account",
+    "jobId",
+    "taskId",
+    "attempt",
+    "dryRun",
+    "decision",
+    "httpStatus",
+    "batchRequestId",
+    "clientRequestId",
+    "durationMs",
+    "deadLetterReason",
+    "requestedBy",
+)
+
+
 def _log_fields(outcome: Outcome, settlement: Settlement) -> dict[str, Any]:
-    answer = outcome.answer
-    return {
-        "commandId": outcome.command_id,
-        "action": outcome.action,
-        "account": outcome.account,
-        "jobId": outcome.job_id,
-        "taskId": outcome.task_id,
-        "attempt": outcome.attempt,
-        "dryRun": outcome.dry_run,
-        "decision": outcome.decision,
-        "httpStatus": answer.status if answer else None,
-        "errorCode": outcome.error_code,
-        "batchRequestId": answer.request_id if answer else None,
-        "batchMs": answer.duration_ms if answer else 0,
-        "settlement": settlement.kind,
-        "deadLetterReason": settlement.reason,
-    }
+    event = outcome.event()
+    fields = {name: event[name] for name in _LOGGED_FIELDS}
+    fields.update(errorCode=outcome.error_code, settlement=settlement.kind)
+    return fields
 
 
 def _reason(answer: BatchAnswer) -> str:
