@@ -25,6 +25,7 @@ _log = logging.getLogger("emulators.servicebus")
 
 CBS_NODE = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
+SESSION_FILTER = symbol("com.microsoft:session-filter")
 _CREDIT = 500  # link credit given to clients that send; topped up at half
 _STOP_GRACE = 0.5  # seconds to let close frames reach clients before the reactor stops
 
@@ -34,6 +35,11 @@ P = ParamSpec("P")
 class Unauthorized(BrokerError):
     condition = "amqp:unauthorized-access"
     status = 401
+
+
+class NotImplementedHere(BrokerError):
+    condition = "amqp:not-implemented"
+    status = 501
 
 
 @dataclass
@@ -70,6 +76,12 @@ def node_address(address: str | None) -> str:
     if "://" in text:
         text = text.split("://", 1)[1].partition("/")[2]
     return text.strip("/")
+
+
+def _asks_for_session(link: Any) -> bool:
+    filters = link.remote_source.filter
+    filters.rewind()
+    return filters.next() is not None and SESSION_FILTER in (filters.get_object() or {})
 
 
 def _condition(exc: BrokerError) -> Any:
@@ -198,6 +210,8 @@ class PeerHandler:
             return state
         state = LinkState("entity", address, peek_lock=link.remote_snd_settle_mode != Link.SND_SETTLED)
         self._bind(link, state, address)
+        if link.is_sender and _asks_for_session(link):
+            state.error = NotImplementedHere("Sessions are not supported by this peer.")
         return state
 
     def _bind(self, link: Any, state: LinkState, path: str) -> None:

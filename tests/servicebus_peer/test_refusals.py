@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
-from azure.servicebus.exceptions import MessagingEntityNotFoundError, ServiceBusAuthenticationError
+from azure.servicebus.exceptions import (
+    MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
+    ServiceBusError,
+)
 
 from emulators.servicebus import ServiceBusPeer
 
@@ -50,3 +54,11 @@ def test_configured_sas_key_is_the_one_accepted() -> None:
             sender.send_messages(ServiceBusMessage("accepted", message_id="k-1"))
         assert [m["message_id"] for m in custom.messages("batch-commands")] == ["k-1"]
         assert custom.errors == []
+
+
+def test_session_receivers_are_refused_not_ignored(client: ServiceBusClient) -> None:
+    with (
+        pytest.raises(ServiceBusError, match="Sessions are not supported"),
+        client.get_queue_receiver("settle", session_id="session-1", max_wait_time=1) as receiver,
+    ):
+        receiver.receive_messages(max_message_count=1, max_wait_time=1)
