@@ -68,6 +68,13 @@ class LocalHost:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> LocalHost:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # whatever did start must not outlive a failed start
+            raise
+
+    def _start(self) -> LocalHost:
         endpoints = self._start_standins()
         self.env = self._environment(endpoints)
         # azure-identity reads IDENTITY_ENDPOINT from the process environment; the functions get

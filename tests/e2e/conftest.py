@@ -78,6 +78,11 @@ class Outcomes:
             found = [e for e in self.events.values() if e.get("commandId") == command_id]
         return sorted(found, key=lambda e: int(e["attempt"]))
 
+    def decided(self, job_id: str, decision: str) -> list[dict[str, Any]]:
+        """Every event about ``job_id`` with that decision, whatever its command."""
+        with self._lock:
+            return [e for e in self.events.values() if e.get("jobId") == job_id and e.get("decision") == decision]
+
     def wait(self, command_id: str, decision: str | Callable[[str], bool], timeout: float = 30) -> dict[str, Any]:
         """The first event of ``command_id`` whose decision matches."""
         matches = decision if callable(decision) else (lambda d: d == decision)

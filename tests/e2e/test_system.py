@@ -203,19 +203,9 @@ def test_retention_timer_deletes_old_completed_tasks(host: LocalHost, outcomes: 
         time.sleep(0.1)
     assert state(host, "e2e-retention", "fresh") == "completed"
     assert state(host, "e2e-retention", "busy") == "running"
-    deleted = [
-        e
-        for e in list(outcomes.events.values())
-        if e.get("jobId") == "e2e-retention" and e.get("decision") == "succeeded"
-    ]
     deadline = time.monotonic() + 10
-    while len(deleted) < 5 and time.monotonic() < deadline:
+    while len(deleted := outcomes.decided("e2e-retention", "succeeded")) < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
-        deleted = [
-            e
-            for e in list(outcomes.events.values())
-            if e.get("jobId") == "e2e-retention" and e.get("decision") == "succeeded"
-        ]
     assert sorted(e["taskId"] for e in deleted) == [f"old{n}" for n in range(5)]
 
 
