@@ -66,18 +66,28 @@ class Command:
     def to_json(self) -> bytes:
         """Canonical body, commandId included (retry copies carry it explicitly)."""
         body: dict[str, Any] = {"action": self.action, "jobId": self.job_id, "account": self.account}
-        optional: dict[str, Any] = {
-            "taskId": self.task_id,
-            "reason": self.reason,
-            "force": self.force or None,
-            "ifMatch": self.if_match,
-            "ifUnmodifiedSince": http_date(self.if_unmodified_since) if self.if_unmodified_since else None,
-            "dryRun": self.dry_run or None,
-            "commandId": self.command_id,
-            "requestedBy": self.requested_by,
-        }
-        body.update({key: value for key, value in optional.items() if value is not None})
-        return json.dumps(body, separators=(",", ":")).encode()
+        # Present fields only, always in this order.
+        if self.task_id is not None:
+            body["taskId"] = self.task_id
+        if self.reason is not None:
+            body["reason"] = self.reason
+        if self.force:
+            body["force"] = self.force
+        if self.if_match is not None:
+            body["ifMatch"] = self.if_match
+        if self.if_unmodified_since:
+            body["ifUnmodifiedSince"] = http_date(self.if_unmodified_since)
+        if self.dry_run:
+            body["dryRun"] = self.dry_run
+        if self.command_id is not None:
+            body["commandId"] = self.command_id
+        if self.requested_by is not None:
+            body["requestedBy"] = self.requested_by
+        return _COMPACT_JSON.encode(body).encode()
+
+
+# json.dumps(..., separators=...) builds a new encoder per call; one shared encoder is stateless.
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 def http_date(moment: datetime) -> str:
