@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -235,6 +236,21 @@ def _servicebus(env: Mapping[str, str]) -> ServiceBusSettings:
     )
 
 
+_NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
+
+
+def _schedule(env: Mapping[str, str]) -> str:
+    """The Functions host owns the schedule; catch the common mistake (five-field cron) with a clear message."""
+    schedule = _get(env, "RETENTION_SCHEDULE")
+    fields = schedule.split()
+    if len(fields) != 6 or not all(_NCRONTAB_FIELD.fullmatch(field) for field in fields):
+        raise ConfigError(
+            f"setting RETENTION_SCHEDULE={schedule!r} must be an NCRONTAB expression with six fields, "
+            "{second} {minute} {hour} {day} {month} {day-of-week}, e.g. '0 0 3 * * *' for 03:00 UTC daily"
+        )
+    return schedule
+
+
 def _retention(env: Mapping[str, str], accounts: Mapping[str, str]) -> RetentionSettings:
     selected = _csv(env, "RETENTION_ACCOUNTS") or tuple(accounts)
     unknown = [alias for alias in selected if alias not in accounts]
@@ -248,7 +264,7 @@ def _retention(env: Mapping[str, str], accounts: Mapping[str, str]) -> Retention
     if job_state not in job_states:
         raise ConfigError(f"setting RETENTION_JOB_STATE={job_state!r} must be empty or one of {job_states[1:]}")
     return RetentionSettings(
-        schedule=_get(env, "RETENTION_SCHEDULE"),
+        schedule=_schedule(env),
         days=_int(env, "RETENTION_DAYS", 0, 3650),
         accounts=selected,
         job_prefix=_get(env, "RETENTION_JOB_PREFIX"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt
+import jsonschema
 
 import schemas
 from shared.batch_client import BatchAnswer, BatchError

@@ -291,6 +291,17 @@ def test_retention_job_state_is_a_batch_job_state() -> None:
     assert load(RETENTION_JOB_STATE="terminating").retention.job_state == "terminating"
 
 
+@pytest.mark.parametrize("schedule", ["0 3 * * *", "0 0 3 * * * *", "every day", "0 0 3 * * ;rm"])
+def test_retention_schedule_must_be_six_field_ncrontab(schedule: str) -> None:
+    message = refused(RETENTION_SCHEDULE=schedule)
+    assert message.startswith(f"setting RETENTION_SCHEDULE={schedule!r} must be an NCRONTAB expression with six")
+
+
+@pytest.mark.parametrize("schedule", ["0 */5 * * * *", "0 30 9 * * Mon-Fri", "0 0 3 1,15 * *"])
+def test_retention_schedule_accepts_ncrontab(schedule: str) -> None:
+    assert load(RETENTION_SCHEDULE=schedule).retention.schedule == schedule
+
+
 def test_alert_actions_must_be_known_actions() -> None:
     message = refused(ALERT_ALLOWED_ACTIONS="terminateTask,deleteJob")
     assert message == f"setting ALERT_ALLOWED_ACTIONS has unknown actions ['deleteJob']; known: {ACTIONS}"
