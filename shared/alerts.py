@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from shared.config import Settings
-from shared.contract import Command, InvalidCommand, parse_command
-from shared.messages import Outbound
-from shared.retention import Producer, command_message, stable_id
+from shared.contract import Command, InvalidCommand, parse_command, stable_id
+from shared.messages import Outbound, Producer
 
 log = logging.getLogger("batch_lifecycle")
 
@@ -55,7 +54,7 @@ class AlertResult:
     rejected: tuple[str, ...] = field(default=())
 
     def messages(self) -> list[Outbound]:
-        return [command_message(command) for command in self.commands]
+        return [command.to_message() for command in self.commands]
 
     def body(self) -> dict[str, Any]:
         """The HTTP answer's JSON body."""

@@ -6,6 +6,7 @@ them in step. Every broken rule is reported at once, so a producer can fix a mes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Collection
@@ -15,6 +16,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Final
 
 from shared.config import ACTIONS
+from shared.messages import COMMAND_ID_PROPERTY, Outbound
 
 TASK_ACTIONS: Final = frozenset({"terminateTask", "deleteTask", "reactivateTask"})
 FIELDS: Final = frozenset(
@@ -34,6 +36,7 @@ FIELDS: Final = frozenset(
 )
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # commandId becomes part of Service Bus message ids (max 128 chars) with an attempt suffix.
+MAX_COMMAND_ID: Final = 100
 COMMAND_ID_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,100}")
 ETAG_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,128}")
 MAX_REASON: Final = 64
@@ -84,6 +87,29 @@ class Command:
         if self.requested_by is not None:
             body["requestedBy"] = self.requested_by
         return _COMPACT_JSON.encode(body).encode()
+
+    def to_message(self) -> Outbound:
+        """A new command for the queue; ``message_id`` = commandId, so duplicate detection keys on it."""
+        return Outbound(
+            body=self.to_json(),
+            message_id=self.command_id,
+            subject=self.action,
+            application_properties={COMMAND_ID_PROPERTY: self.command_id},
+            correlation_id=self.command_id,
+        )
+
+
+def stable_id(kind: str, *parts: str) -> str:
+    """A commandId that the same parts always give: readable when it fits, a SHA-256 digest otherwise.
+
+    Producers derive ids this way (retention: account/job/task; alerts: alert id + target), so a
+    repeated run or notification makes the same message_id and duplicate detection drops it.
+    """
+    readable = ":".join((kind, *parts))
+    if len(readable) <= MAX_COMMAND_ID and COMMAND_ID_PATTERN.fullmatch(readable):
+        return readable
+    digest = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+    return f"{kind}:{digest}"
 
 
 # json.dumps(..., separators=...) builds a new encoder per call; one shared encoder is stateless.

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 ATTEMPT_PROPERTY: Final = "attempt"
 COMMAND_ID_PROPERTY: Final = "commandId"
@@ -25,6 +25,14 @@ class Outbound:
     correlation_id: str | None = None
     content_type: str = "application/json"
     scheduled_enqueue_time: datetime | None = None
+
+
+class Producer(Protocol):
+    """Where the command producers (retention, alerts) put commands and their summaries."""
+
+    def enqueue(self, messages: Iterable[Outbound]) -> int: ...
+
+    def publish(self, message: Outbound) -> None: ...
 
 
 class UnreadableBody(ValueError):

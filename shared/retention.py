@@ -9,12 +9,11 @@ drops the repeat.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,8 +23,8 @@ from urllib.parse import quote
 
 from shared.batch_client import BatchListError, UntrustedLink
 from shared.config import RetentionSettings, Settings
-from shared.contract import COMMAND_ID_PATTERN, ID_PATTERN, Command
-from shared.messages import COMMAND_ID_PROPERTY, Outbound, json_body
+from shared.contract import ID_PATTERN, Command, stable_id
+from shared.messages import Outbound, Producer, json_body
 
 log = logging.getLogger("batch_lifecycle")
 
@@ -36,42 +35,12 @@ PAGE_SIZE: Final = "1000"  # Batch's largest maxresults: fewest round trips for 
 ENQUEUE_CHUNK: Final = 500
 REQUESTED_BY: Final = "retention_cleanup"
 SUMMARY_SUBJECT: Final = "retentionSummary"
-# The contract's commandId limit; it also leaves room under Service Bus's 128-character message_id.
-MAX_ID_CHARS: Final = 100
 
 
 class Lister(Protocol):
     """The part of ``BatchClient`` the planner uses."""
 
     def list_values(self, account: str, path: str, params: Mapping[str, str]) -> Iterator[Mapping[str, Any]]: ...
-
-
-class Producer(Protocol):
-    """The part of ``ServiceBusGateway`` the command producers (retention, alerts) use."""
-
-    def enqueue(self, messages: Iterable[Outbound]) -> int: ...
-
-    def publish(self, message: Outbound) -> None: ...
-
-
-def stable_id(kind: str, *parts: str) -> str:
-    """The same parts always give the same id, readable when it fits and a SHA-256 digest otherwise."""
-    readable = ":".join((kind, *parts))
-    if len(readable) <= MAX_ID_CHARS and COMMAND_ID_PATTERN.fullmatch(readable):
-        return readable
-    digest = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
-    return f"{kind}:{digest}"
-
-
-def command_message(command: Command) -> Outbound:
-    """A new command for the queue; ``message_id`` = commandId, so duplicate detection keys on it."""
-    return Outbound(
-        body=command.to_json(),
-        message_id=command.command_id,
-        subject=command.action,
-        application_properties={COMMAND_ID_PROPERTY: command.command_id},
-        correlation_id=command.command_id,
-    )
 
 
 def odata_string(value: str) -> str:
@@ -154,7 +123,7 @@ def plan_deletions(
                     command_id=stable_id("retention", account, job_id, task_id),
                     requested_by=REQUESTED_BY,
                 )
-                yield command_message(command)
+                yield command.to_message()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from shared.batch_client import BatchAnswer, BatchError, BatchListError
 from shared.config import Settings, load_settings
-from shared.contract import COMMAND_ID_PATTERN, parse_command
+from shared.contract import COMMAND_ID_PATTERN, parse_command, stable_id
 from shared.retention import (
     ENQUEUE_CHUNK,
     RetentionCounts,
@@ -21,7 +21,6 @@ from shared.retention import (
     job_filter,
     plan_deletions,
     run_retention,
-    stable_id,
     task_filter,
 )
 from tests.retention.memory_queue import MemoryQueue
