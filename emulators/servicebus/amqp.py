@@ -12,7 +12,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec
+from typing import Any, Concatenate, Literal, ParamSpec
 
 from proton import Condition, Delivery, Endpoint, Link, Message, symbol
 
@@ -44,7 +44,7 @@ class NotImplementedHere(BrokerError):
 
 @dataclass
 class LinkState:
-    role: str  # "cbs" or "management" (requests in), "reply" (responses out), "entity"
+    role: Literal["cbs", "management", "reply", "entity"]  # requests in, requests in, responses out, messages
     address: str
     target: Target | None = None
     error: BrokerError | None = None

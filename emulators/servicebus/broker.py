@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from . import message as amqp_message
 from .config import Entity, PeerConfig
@@ -78,8 +77,8 @@ class Broker:
     # -- addressing --------------------------------------------------------------------------
 
     def resolve(self, address: str) -> Target:
-        """The node for a link address such as ``amqps://host/q`` or ``t/Subscriptions/s/$DeadLetterQueue``."""
-        path = urlparse(address).path.lstrip("/") if "://" in address else address.strip("/")
+        """The node for a path such as ``q`` or ``t/Subscriptions/s/$DeadLetterQueue``."""
+        path = address.strip("/")
         dlq = path.lower().endswith(DEAD_LETTER_SUFFIX)
         if dlq:
             path = path[: -len(DEAD_LETTER_SUFFIX)]
