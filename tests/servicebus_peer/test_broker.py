@@ -19,6 +19,13 @@ CONFIG: dict[str, Any] = {
                 "Queues": [
                     {"Name": "q", "Properties": {"LockDuration": "PT10S", "MaxDeliveryCount": 3}},
                     {"Name": "other", "Properties": {}},
+                    {
+                        "Name": "dedup",
+                        "Properties": {
+                            "RequiresDuplicateDetection": True,
+                            "DuplicateDetectionHistoryTimeWindow": "PT60S",
+                        },
+                    },
                 ],
                 "Topics": [
                     {
@@ -155,6 +162,18 @@ def test_scheduled_topic_message_fans_out_when_due(broker: Broker, clock: Clock)
     assert ids(broker, "t/Subscriptions/short") == ids(broker, "t/Subscriptions/long") == ["later"]
     assert broker.take_ready() == {("t/Subscriptions/short", False), ("t/Subscriptions/long", False)}
     assert seq > 0
+
+
+def test_duplicate_window_expires(broker: Broker, clock: Clock) -> None:
+    dedup = broker.resolve("dedup")
+    broker.send(dedup, [encoded("m"), encoded("m")])
+    clock.now += 59
+    broker.send(dedup, [encoded("m")])
+    assert ids(broker, "dedup") == ["m"]
+    clock.now += 2  # 61 s after the first send: the id is forgotten
+    broker.sweep()
+    broker.send(dedup, [encoded("m")])
+    assert ids(broker, "dedup") == ["m", "m"]
 
 
 @pytest.mark.parametrize("path", ["nope", "t/$DeadLetterQueue", "t/Subscriptions/nope", "q/$Transfer/$DeadLetterQueue"])
