@@ -56,6 +56,12 @@ SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
     "ALERT_ALLOWED_ACTIONS": ("terminateTask,reactivateTask", "Actions an alert may trigger (comma-separated)"),
 }
 
+# Settings that belong to one environment only. Azure: the identity-based connection and the managed
+# identity (local runs use the peer's connection string and the default credential chain). Local: the
+# connection string (the Azure namespace has SAS auth disabled) and plain http to a loopback emulator.
+AZURE_ONLY: Final = frozenset({"ServiceBusConnection__fullyQualifiedNamespace", "AZURE_CLIENT_ID"})
+LOCAL_ONLY: Final = frozenset({"ServiceBusConnection", "BATCH_ALLOW_HTTP_LOOPBACK"})
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it and says what is expected."""

@@ -13,24 +13,12 @@ from typing import Any, Final
 
 import pytest
 
-from shared.config import SETTINGS
+from shared.config import LOCAL_ONLY, SETTINGS
 from tests.infra.bicep import INFRA, Model, Scope, Unresolved, evaluate, module_scope, only, render
 
 API: Final = "app/api.bicep"
 # azd parameter-file substitution: ${VAR} or ${VAR=default}
 _AZD_DEFAULT: Final = re.compile(r"\$\{(\w+)(?:=([^}]*))?\}")
-
-# Read by the code but never set in Azure:
-LOCAL_ONLY: Final = frozenset(
-    {
-        # a Service Bus connection string for local runs; Azure uses the identity-based
-        # ServiceBusConnection__* settings, and the namespace has SAS auth disabled anyway.
-        "ServiceBusConnection",
-        # plain-http Batch endpoints on loopback, for the local emulator; its default (false) is the only
-        # safe value in Azure, so the setting is left out rather than set.
-        "BATCH_ALLOW_HTTP_LOOPBACK",
-    }
-)
 
 # Set in Azure but read by the Functions host/worker, not by our code:
 HOST_SETTINGS: Final = frozenset(

@@ -22,6 +22,8 @@ from shared.messages import read_attempt
 from shared.processor import Processor, Received, Result
 from shared.runtime import Runtime
 from tests.support import MemoryBus, product_env
+from tests.unit.test_policy import ACTIONS as DESIGN_ACTIONS
+from tests.unit.test_policy import CODE_ROWS, FALL, status_row
 
 
 @dataclass
@@ -376,3 +378,34 @@ def _parse(text: str) -> datetime:
 def job_state(batch: BatchEmulator, job_id: str) -> str | None:
     job = batch.get_job(job_id)
     return None if job is None else str(job["state"])
+
+
+# --- every code row of DESIGN.md section 3, for every action, through real HTTP ----------------
+
+EVERY_CODE_CELL = [
+    pytest.param(action, status, code, cell, id=f"{code}-{action}")
+    for status, code, cells in CODE_ROWS
+    for action, cell in zip(DESIGN_ACTIONS, cells, strict=True)
+]
+
+
+@pytest.mark.parametrize(("action", "status", "code", "cell"), EVERY_CODE_CELL)
+def test_every_batch_error_code_leads_to_the_designed_outcome_and_settlement(
+    harness: Harness, action: str, status: int, code: str, cell: str
+) -> None:
+    decision = status_row(status) if cell == FALL else cell
+    harness.batch.seed_job("job1")
+    harness.batch.seed_task("job1", "t1", state="running")
+    harness.batch.inject_fault(operation=action, status=status, code=code, count=1)
+    body = task_command(action) if action != "terminateJob" else {"action": action, "jobId": "job1", "commandId": "c"}
+
+    result = harness.send(body)
+
+    event = harness.last_event()
+    assert (event["decision"], event["httpStatus"], event["batchError"]["code"]) == (decision, status, code)
+    assert event["batchRequestId"]
+    expected_settlement = {"deadLetter": "deadletter"}.get(decision, "complete")
+    assert result.settlement.kind == expected_settlement
+    assert len(harness.bus.scheduled) == (1 if decision == "retry" else 0)
+    if decision == "deadLetter":
+        assert result.settlement.reason == ("PreconditionFailed" if code == "ConditionNotMet" else code)
