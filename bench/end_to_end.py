@@ -7,11 +7,10 @@ received from the topic subscription ``all``.
 
 The raw capacity of the parts alone is measured the same way, in this process too:
 
-* peer: ``commands`` messages sent (SDK batches of 100), then received in batches of up to 16 (what the
-  local host's queue driver asks for) and completed by one receiver: a send -> receive -> complete round
-  trip per message. Not 16 separate consumers: on this peer a consumer whose receive call ended with
-  credit left on its link gets messages it never returns, which stay locked for the queue's one-minute
-  lock duration - that would measure lock expiry, not capacity (see docs/benchmarks.md);
+* peer: 16 concurrent consumers, each with its own SDK client, share ``commands`` round trips: send one
+  message, receive one (peek-lock), complete it. (Each receive asks for one message while one is
+  queued: a receive that times out with credit left on its link makes this peer hand that link
+  messages nobody takes, which then wait out the one-minute lock - see docs/benchmarks.md.)
 * emulator: ``commands`` Terminate Task calls from 16 threads (bare ``requests`` sessions, cached token).
 
 One command costs the peer two such round trips (the command on the queue, its outcome on the topic) and
@@ -33,7 +32,7 @@ from typing import Any, Final
 
 import requests
 from azure.identity import ManagedIdentityCredential
-from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiver
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.servicebus.exceptions import ServiceBusError
 
 from bench.client_cost import identity_environment_vars
@@ -41,6 +40,7 @@ from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
 from emulators.servicebus import ServiceBusPeer
 from local.host import LocalHost, Ports
+from local.outcomes import ALL_OUTCOMES
 from shared.batch_client import BATCH_SCOPE
 
 CONCURRENCY: Final = 16
@@ -48,7 +48,6 @@ QUEUE: Final = "batch-commands"
 TOPIC: Final = "batch-outcomes"
 API_VERSION: Final = "2025-06-01"
 TIMEOUT: Final = 120.0
-BATCH: Final = 16  # messages a consumer asks for at once (the local host's driver asks for up to 16)
 
 
 @dataclass
@@ -76,7 +75,7 @@ class _Collector:
             try:
                 with (
                     ServiceBusClient.from_connection_string(self.connection_string) as client,
-                    client.get_subscription_receiver(TOPIC, "all") as receiver,
+                    client.get_subscription_receiver(TOPIC, ALL_OUTCOMES) as receiver,
                 ):
                     while not self._stop.is_set():
                         for message in receiver.receive_messages(max_message_count=50, max_wait_time=0.2):
@@ -143,32 +142,44 @@ def system(commands: int, runs: int) -> tuple[list[float], dict[str, int]]:
             return rates, dict(collector.decisions)
 
 
-def _drain(receiver: ServiceBusReceiver, count: int) -> None:
-    got = 0
-    while got < count:
-        for message in receiver.receive_messages(max_message_count=BATCH, max_wait_time=0.05):
+def _round_trips(connection_string: str, count: int, start: threading.Barrier) -> tuple[int, float]:
+    """One consumer: ``count`` times send one message, receive one, complete it (own client and links)."""
+    with (
+        ServiceBusClient.from_connection_string(connection_string) as client,
+        client.get_queue_sender(QUEUE) as sender,
+        client.get_queue_receiver(QUEUE, prefetch_count=0) as receiver,
+    ):
+        # Open the links (and the connection's CBS) before the clock starts.
+        sender.send_messages(ServiceBusMessage(b"{}", message_id=f"warm-{uuid.uuid4().hex}"))
+        for message in receiver.receive_messages(max_message_count=1, max_wait_time=5):
             receiver.complete_message(message)
-            got += 1
+        start.wait(timeout=60)
+        started = time.perf_counter()
+        completed = 0
+        for _ in range(count):
+            sender.send_messages(ServiceBusMessage(b"{}", message_id=f"cap-{uuid.uuid4().hex}"))
+            # Each receive asks for one message while at least one is queued, so no credit is left on a link.
+            for message in receiver.receive_messages(max_message_count=1, max_wait_time=5):
+                receiver.complete_message(message)
+                completed += 1
+        return completed, time.perf_counter() - started
 
 
-def _peer_run(client: ServiceBusClient, receiver: ServiceBusReceiver, commands: int) -> float:
-    """Send ``commands`` messages, then receive (batches of up to 16) and complete every one."""
-    bodies = [{"commandId": f"cap-{uuid.uuid4().hex}", "n": i} for i in range(commands)]
-    started = time.perf_counter()
-    _send(client, bodies)
-    _drain(receiver, commands)
-    return commands / (time.perf_counter() - started)
+def _peer_run(connection_string: str, commands: int) -> float:
+    """16 concurrent consumers share ``commands`` send -> receive -> complete round trips."""
+    start = threading.Barrier(CONCURRENCY)
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        futures = [
+            pool.submit(_round_trips, connection_string, max(1, commands // CONCURRENCY), start)
+            for _ in range(CONCURRENCY)
+        ]
+        results = [future.result() for future in futures]
+    return sum(done for done, _ in results) / max(elapsed for _, elapsed in results)
 
 
 def peer_capacity(commands: int, runs: int) -> list[float]:
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        ServiceBusPeer(db_path=str(Path(folder) / "peer.db")) as peer,
-        ServiceBusClient.from_connection_string(peer.connection_string) as client,
-        client.get_queue_receiver(QUEUE, prefetch_count=0) as receiver,
-    ):
-        _peer_run(client, receiver, CONCURRENCY)  # warm: connection, links
-        return [_peer_run(client, receiver, commands) for _ in range(runs)]
+    with tempfile.TemporaryDirectory() as folder, ServiceBusPeer(db_path=str(Path(folder) / "peer.db")) as peer:
+        return [_peer_run(peer.connection_string, commands) for _ in range(runs)]
 
 
 def _emulator_run(batch: BatchEmulator, token: str, commands: int, run: int) -> float:
