@@ -8,14 +8,10 @@ import json
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-
-from azure.servicebus import ServiceBusClient
-from azure.servicebus.exceptions import ServiceBusError
 
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
@@ -23,6 +19,7 @@ from emulators.servicebus import ServiceBusPeer
 from local.demo import seed_demo
 from local.functions import IndexedFunction, index, resolve
 from local.http_server import FunctionsHttpServer
+from local.outcomes import OutcomeListener, event_of
 from local.queue_driver import QueueDriver
 from local.timers import TimerScheduler
 from shared.runtime import Runtime, set_runtime
@@ -179,18 +176,12 @@ class LocalHost:
         self._stoppers.append(self.http.stop)
 
     def _start_outcome_printer(self) -> None:
-        stop = threading.Event()
-        topic = self.env["OUTCOME_TOPIC_NAME"]
-        thread = threading.Thread(
-            target=_print_outcomes, args=(self.env["ServiceBusConnection"], topic, stop, self._print), daemon=True
-        )
-        thread.start()
-
-        def stop_printer() -> None:
-            stop.set()
-            thread.join(timeout=10)
-
-        self._stoppers.append(stop_printer)
+        listener = OutcomeListener(
+            self.env["ServiceBusConnection"],
+            self.env["OUTCOME_TOPIC_NAME"],
+            lambda message: self._print(_outcome_line(event_of(message))),
+        ).start()
+        self._stoppers.append(listener.stop)
 
     # --- output ---------------------------------------------------------------------------
 
@@ -244,22 +235,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.2)
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _print_outcomes(connection: str, topic: str, stop: threading.Event, emit: Callable[[str], None]) -> None:
-    while not stop.is_set():
-        try:
-            with (
-                ServiceBusClient.from_connection_string(connection) as client,
-                client.get_subscription_receiver(topic, "all") as receiver,
-            ):
-                while not stop.is_set():
-                    for message in receiver.receive_messages(max_message_count=50, max_wait_time=1):
-                        emit(_outcome_line(json.loads(b"".join(message.body))))
-                        receiver.complete_message(message)
-        except ServiceBusError as exc:
-            log.warning("outcome printer reconnecting after %s", type(exc).__name__)
-            stop.wait(1.0)
 
 
 def _outcome_line(event: dict[str, Any]) -> str:

@@ -214,7 +214,7 @@ class RetentionSummary:
 
     def message(self) -> Outbound:
         # decision="summary" keeps it out of subscriptions filtered on the outcome decisions
-        # (e.g. the deadletters subscription's "decision = 'deadLetter'").
+        # (e.g. the dead-letters subscription's "decision = 'deadLetter'").
         return Outbound(
             body=json_body(self.event()),
             message_id=f"retention-summary:{self.run_id}",

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusSubQueue
-from azure.servicebus.exceptions import ServiceBusError
 
 from local.host import LocalHost, Ports
+from local.outcomes import OutcomeListener, event_of
 
 E2E_SETTINGS = {
     "RETRY_BASE_DELAY_SECONDS": "0.5",
@@ -32,36 +32,19 @@ class Outcomes:
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     deliveries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Outcomes:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._listener = OutcomeListener(self.connection_string, self.topic, self._keep).start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with (
-                    ServiceBusClient.from_connection_string(self.connection_string) as client,
-                    client.get_subscription_receiver(self.topic, "all") as receiver,
-                ):
-                    while not self._stop.is_set():
-                        for message in receiver.receive_messages(max_message_count=50, max_wait_time=0.5):
-                            self._keep(message)
-                            receiver.complete_message(message)
-            except ServiceBusError:
-                self._stop.wait(0.5)  # the peer is restarting; reconnect
+        self._listener.stop()
 
     def _keep(self, message: ServiceBusReceivedMessage) -> None:
         with self._lock:
             self.deliveries += 1
             key = str(message.message_id)
-            self.events[key] = json.loads(b"".join(message.body))
+            self.events[key] = event_of(message)
             self.properties[key] = {
                 "message_id": message.message_id,
                 "correlation_id": message.correlation_id,

@@ -91,7 +91,10 @@ def test_default_config_is_the_product_topology() -> None:
     assert (props.max_delivery_count, props.lock_duration) == (10, 60)
     outcomes = config.find("BATCH-OUTCOMES")
     assert outcomes is not None and outcomes.props.requires_duplicate_detection
-    assert outcomes.subscriptions == ("batch-outcomes/Subscriptions/all", "batch-outcomes/Subscriptions/deadletters")
+    assert outcomes.subscriptions == (
+        "batch-outcomes/Subscriptions/all-outcomes",
+        "batch-outcomes/Subscriptions/dead-letters",
+    )
     everything, deadletters = (config.find(path) for path in outcomes.subscriptions)
     assert everything is not None and deadletters is not None
     dead = FilterView({}, {"decision": "deadLetter"})
