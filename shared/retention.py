@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Generator, Iterator, Mapping
@@ -18,13 +19,15 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from json.encoder import encode_basestring_ascii as _encode_json_string
+from queue import SimpleQueue
 from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from shared.batch_client import BatchListError, UntrustedLink
 from shared.config import RetentionSettings, Settings
-from shared.contract import ID_PATTERN, Command, stable_id
-from shared.messages import Outbound, Producer, json_body
+from shared.contract import COMMAND_ID_PATTERN, ID_PATTERN, MAX_COMMAND_ID, Command, stable_id
+from shared.messages import COMMAND_ID_PROPERTY, Outbound, Producer, json_body
 
 log = logging.getLogger("batch_lifecycle")
 
@@ -33,6 +36,8 @@ PAGE_SIZE: Final = "1000"  # Batch's largest maxresults: fewest round trips for 
 # iterable, so feeding it chunks keeps the Batch listing calls outside that lock (retry copies scheduled
 # by process_command on other threads are not held up) and bounds what is in memory at once.
 ENQUEUE_CHUNK: Final = 500
+# Listing events (about four pages of tasks) the read-ahead helper may hold before the planner takes them.
+READ_AHEAD_EVENTS: Final = 4000
 REQUESTED_BY: Final = "retention_cleanup"
 SUMMARY_SUBJECT: Final = "retentionSummary"
 
@@ -85,17 +90,17 @@ def _parse_time(value: object) -> datetime | None:
 def qualifies(task: Mapping[str, Any], cutoff: datetime, success_only: bool) -> bool:
     """Re-check on our side what the filter asked for: a server that ignored part of it must not make
     us delete a running, recent or failed task."""
+    if task.get("state") != "completed":
+        return False
     moment = _parse_time(task.get("stateTransitionTime"))
-    info = task.get("executionInfo")
-    result = info.get("result") if isinstance(info, Mapping) else None
-    return (
-        task.get("state") == "completed"
-        and moment is not None
-        and moment < cutoff
-        and (result == "success" or not success_only)
-        and isinstance(task.get("id"), str)
-        and ID_PATTERN.fullmatch(task["id"]) is not None
-    )
+    if moment is None or not moment < cutoff:
+        return False
+    if success_only:
+        info = task.get("executionInfo")
+        if not (isinstance(info, Mapping) and info.get("result") == "success"):
+            return False
+    task_id = task.get("id")
+    return isinstance(task_id, str) and ID_PATTERN.fullmatch(task_id) is not None
 
 
 @dataclass
@@ -108,64 +113,219 @@ class RetentionCounts:
 
 
 def plan_deletions(
-    batch: Lister, settings: RetentionSettings, now: datetime, api_version: str, counts: RetentionCounts
+    batch: Lister,
+    settings: RetentionSettings,
+    now: datetime,
+    api_version: str,
+    counts: RetentionCounts,
+    *,
+    read_ahead: int = 0,
 ) -> Generator[Outbound, None, None]:
-    """Lazily yield one deleteTask command message per qualifying task of every selected account."""
-    scan = _Scan(batch, settings, cutoff_time(now, settings.days), api_version, counts)
+    """Lazily yield one deleteTask command message per qualifying task of every selected account.
+
+    With ``read_ahead`` > 0 a helper thread makes the listing requests ahead of the planner (so the
+    Batch round trips overlap the planner's work) until ``read_ahead`` tasks have been listed; after that
+    the planner pulls the rest lazily itself. A caller that takes at most ``read_ahead`` messages would
+    have needed every one of those tasks, so no request is made that the lazy order would not make.
+    Counting, the re-check and logging happen here either way, in listing order.
+    """
+    cutoff = cutoff_time(now, settings.days)
+    success_only = settings.task_result == "success"
+    events = _listing(batch, settings, cutoff, api_version)
+    messages: _DeleteMessages | None = None
+    for kind, account, job_id, item in _read_ahead(events, read_ahead) if read_ahead > 0 else events:
+        if kind is _TASK:
+            counts.tasks_seen += 1
+            if qualifies(item, cutoff, success_only):
+                if messages is None or messages.job_id != job_id or messages.account != account:
+                    messages = _DeleteMessages(account, job_id)
+                yield messages.message(item["id"])
+        elif kind is _JOB:
+            counts.jobs_scanned += 1
+        else:
+            _listing_failed(counts, account, job_id or None, item)
+
+
+# Listing events, in the order the requests make them: (kind, account, job id, item) - a job of the job
+# listing (job id ""), a task of a job's task listing, or a failed listing (job id "" for the job
+# listing itself) with its exception.
+_JOB: Final = "job"
+_TASK: Final = "task"
+_FAILED: Final = "failed"
+_Event = tuple[str, str, str, Any]
+
+
+def _listing(batch: Lister, settings: RetentionSettings, cutoff: datetime, api_version: str) -> Iterator[_Event]:
+    """Every selected account's jobs and, after each valid job id, that job's tasks; page by page."""
+    job_params = {"api-version": api_version, "$select": "id,state", "maxresults": PAGE_SIZE}
+    where = job_filter(settings)
+    if where:
+        job_params["$filter"] = where
+    task_params = {
+        "api-version": api_version,
+        "$filter": task_filter(settings, cutoff),
+        "$select": "id,state,stateTransitionTime" + (",executionInfo" if settings.task_result == "success" else ""),
+        "maxresults": PAGE_SIZE,
+    }
     for account in settings.accounts:
-        for job_id in scan.job_ids(account):
-            for task_id in scan.task_ids(account, job_id):
-                command = Command(
-                    action="deleteTask",
-                    job_id=job_id,
-                    task_id=task_id,
-                    account=account,
-                    command_id=stable_id("retention", account, job_id, task_id),
-                    requested_by=REQUESTED_BY,
-                )
-                yield command.to_message()
-
-
-@dataclass(frozen=True)
-class _Scan:
-    """The two listings of one run, each streamed page by page."""
-
-    batch: Lister
-    settings: RetentionSettings
-    cutoff: datetime
-    api_version: str
-    counts: RetentionCounts
-
-    def job_ids(self, account: str) -> Iterator[str]:
-        params = {"api-version": self.api_version, "$select": "id,state", "maxresults": PAGE_SIZE}
-        where = job_filter(self.settings)
-        if where:
-            params["$filter"] = where
         try:
-            for job in self.batch.list_values(account, "/jobs", params):
-                self.counts.jobs_scanned += 1
+            for job in batch.list_values(account, "/jobs", job_params):
+                yield _JOB, account, "", job
                 job_id = job.get("id")
-                if isinstance(job_id, str) and ID_PATTERN.fullmatch(job_id):
-                    yield job_id
+                if not (isinstance(job_id, str) and ID_PATTERN.fullmatch(job_id)):
+                    continue
+                path = f"/jobs/{quote(job_id, safe='')}/tasks"
+                try:
+                    for task in batch.list_values(account, path, dict(task_params)):
+                        yield _TASK, account, job_id, task
+                except (BatchListError, UntrustedLink) as exc:
+                    # One job failing (e.g. deleted between the two listings) must not stop the others.
+                    yield _FAILED, account, job_id, exc
         except (BatchListError, UntrustedLink) as exc:
-            _listing_failed(self.counts, account, None, exc)
+            yield _FAILED, account, "", exc
 
-    def task_ids(self, account: str, job_id: str) -> Iterator[str]:
-        success_only = self.settings.task_result == "success"
-        params = {
-            "api-version": self.api_version,
-            "$filter": task_filter(self.settings, self.cutoff),
-            "$select": "id,state,stateTransitionTime" + (",executionInfo" if success_only else ""),
-            "maxresults": PAGE_SIZE,
-        }
+
+class _Raised:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_END: Final = object()
+_HANDOVER: Final = object()
+
+
+def _read_ahead(events: Iterator[_Event], tasks: int) -> Generator[_Event, None, None]:
+    """``events``, pulled by a helper thread until ``tasks`` task events came, then by the caller.
+
+    The helper hands events over a page at a time (and at each job, before the request for its tasks),
+    stays at most READ_AHEAD_EVENTS ahead, and passes its exceptions on, after the events before them.
+    Closing this generator stops the helper (after the request it may be in) and closes ``events``.
+    """
+    helper = _Helper(events, tasks)
+    thread = threading.Thread(target=helper.run, name="retention-listing", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = helper.handoff.get()
+            if isinstance(item, list):
+                yield from item
+                helper.taken += len(item)
+            elif item is _HANDOVER:
+                thread.join()
+                yield from events
+                return
+            elif isinstance(item, _Raised):
+                raise item.error
+            else:
+                return
+    finally:
+        helper.stop.set()
+        thread.join()
+        if isinstance(events, Generator):
+            events.close()
+
+
+class _Helper:
+    """The read-ahead side: pulls listing events and hands them over in chunks."""
+
+    def __init__(self, events: Iterator[_Event], tasks: int) -> None:
+        self.events = events
+        self.tasks = tasks
+        self.handoff: SimpleQueue[object] = SimpleQueue()
+        self.stop = threading.Event()
+        self.taken = 0  # events the planner has taken; written by the planner only
+
+    def run(self) -> None:
+        produced = listed = 0
+        chunk: list[_Event] = []
+        outcome: object = _END
         try:
-            for task in self.batch.list_values(account, f"/jobs/{quote(job_id, safe='')}/tasks", params):
-                self.counts.tasks_seen += 1
-                if qualifies(task, self.cutoff, success_only):
-                    yield task["id"]
-        except (BatchListError, UntrustedLink) as exc:
-            # One job failing (e.g. deleted between the two listings) must not stop the others.
-            _listing_failed(self.counts, account, job_id, exc)
+            for event in self.events:
+                chunk.append(event)
+                if event[0] is _TASK:
+                    listed += 1
+                    if listed >= self.tasks:
+                        outcome = _HANDOVER  # the planner pulls the rest itself, lazily
+                        break
+                    if len(chunk) < _HANDOFF_CHUNK:
+                        continue
+                # A full page, or a job whose tasks are about to be requested: hand it over now.
+                self.handoff.put(chunk)
+                produced += len(chunk)
+                chunk = []
+                while produced - self.taken >= READ_AHEAD_EVENTS and not self.stop.is_set():
+                    self.stop.wait(0.001)
+                if self.stop.is_set():
+                    break
+        except Exception as exc:  # passed on to the planner, which raises it where the lazy order would
+            outcome = _Raised(exc)
+        if chunk:
+            self.handoff.put(chunk)
+        self.handoff.put(outcome)
+
+
+_HANDOFF_CHUNK: Final = int(PAGE_SIZE)
+_TASK_PLACEHOLDER: Final = "\x00task\x00"  # cannot occur in a job or task id (ID_PATTERN)
+_ID_PLACEHOLDER: Final = "\x00commandId\x00"
+
+
+class _DeleteMessages:
+    """One job's deleteTask messages, equal to ``Command(...).to_message()`` but cheaper per task.
+
+    The body is the command's canonical JSON with only the task id and command id encoded per task,
+    around a template cut from ``Command.to_json`` itself; the first message of each job is checked
+    against the full path, and a job whose check fails takes the full path for every task.
+    """
+
+    def __init__(self, account: str, job_id: str) -> None:
+        self.account = account
+        self.job_id = job_id
+        template = self._command(_TASK_PLACEHOLDER).to_json().decode("ascii")
+        head, _, rest = template.partition(_encode_json_string(_TASK_PLACEHOLDER))
+        middle, _, tail = rest.partition(_encode_json_string(_ID_PLACEHOLDER))
+        self._parts: tuple[str, str, str] | None = (head, middle, tail)
+        self._checked = False
+        # stable_id's readable form is this prefix plus the task id, whenever it fits: the planner only
+        # passes task ids that passed ID_PATTERN, which is printable ASCII.
+        prefix = f"retention:{account}:{job_id}:"
+        self._id_prefix = prefix if COMMAND_ID_PATTERN.fullmatch(prefix) else None
+
+    def _command(self, task_id: str) -> Command:
+        command_id = _ID_PLACEHOLDER if task_id == _TASK_PLACEHOLDER else self._command_id(task_id)
+        return Command(
+            action="deleteTask",
+            job_id=self.job_id,
+            task_id=task_id,
+            account=self.account,
+            command_id=command_id,
+            requested_by=REQUESTED_BY,
+        )
+
+    def _command_id(self, task_id: str) -> str:
+        prefix = self._id_prefix
+        if prefix is not None and len(prefix) + len(task_id) <= MAX_COMMAND_ID:
+            return prefix + task_id
+        return stable_id("retention", self.account, self.job_id, task_id)
+
+    def message(self, task_id: str) -> Outbound:
+        if self._parts is None:
+            return self._command(task_id).to_message()
+        command_id = self._command_id(task_id)
+        head, middle, tail = self._parts
+        body = f"{head}{_encode_json_string(task_id)}{middle}{_encode_json_string(command_id)}{tail}"
+        message = Outbound(
+            body=body.encode("ascii"),
+            message_id=command_id,
+            subject="deleteTask",
+            application_properties={COMMAND_ID_PROPERTY: command_id},
+            correlation_id=command_id,
+        )
+        if not self._checked:
+            self._checked = True
+            if message != self._command(task_id).to_message():
+                self._parts = None
+                return self._command(task_id).to_message()
+        return message
 
 
 def _listing_failed(counts: RetentionCounts, account: str, job_id: str | None, exc: Exception) -> None:
@@ -239,7 +399,9 @@ def run_retention(batch: Lister, bus: Producer, settings: Settings, now: datetim
     counts = RetentionCounts()
     started = time.perf_counter()
     planned = enqueued = 0
-    with closing(plan_deletions(batch, retention, now, settings.api_version, counts)) as plan:
+    # The run takes at most max_commands messages, so the listing may run that many tasks ahead.
+    plan = plan_deletions(batch, retention, now, settings.api_version, counts, read_ahead=retention.max_commands)
+    with closing(plan):
         for chunk in _chunks(islice(plan, retention.max_commands), ENQUEUE_CHUNK):
             planned += len(chunk)
             if not retention.dry_run:
