@@ -12,7 +12,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Final
@@ -190,10 +190,17 @@ class BatchClient:
 
     def list_values(self, account: str, path: str, params: Mapping[str, str]) -> Iterator[Mapping[str, Any]]:
         """Yield the items of a listing one by one; raise BatchListError on a failed page."""
+        for values in self.list_value_pages(account, path, params):
+            yield from values
+
+    def list_value_pages(
+        self, account: str, path: str, params: Mapping[str, str]
+    ) -> Iterator[Sequence[Mapping[str, Any]]]:
+        """Yield the items of a listing a page at a time; raise BatchListError on a failed page."""
         for page in self.list_pages(account, path, params):
             if not page.ok or page.body is None:
                 raise BatchListError(path, page)
-            yield from page.body.get("value", ())
+            yield page.body.get("value", ())
 
     def _trusted(self, account: str, link: object) -> str | None:
         if link is None:

@@ -14,14 +14,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from json.encoder import encode_basestring_ascii as _encode_json_string
 from queue import SimpleQueue
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 from urllib.parse import quote
 
 from shared.batch_client import BatchListError, UntrustedLink
@@ -36,8 +36,8 @@ PAGE_SIZE: Final = "1000"  # Batch's largest maxresults: fewest round trips for 
 # iterable, so feeding it chunks keeps the Batch listing calls outside that lock (retry copies scheduled
 # by process_command on other threads are not held up) and bounds what is in memory at once.
 ENQUEUE_CHUNK: Final = 500
-# Listing events (about four pages of tasks) the read-ahead helper may hold before the planner takes them.
-READ_AHEAD_EVENTS: Final = 4000
+# Listing events (pages of tasks, jobs) the read-ahead helper may hold before the planner takes them.
+READ_AHEAD_EVENTS: Final = 8
 REQUESTED_BY: Final = "retention_cleanup"
 SUMMARY_SUBJECT: Final = "retentionSummary"
 
@@ -134,12 +134,13 @@ def plan_deletions(
     events = _listing(batch, settings, cutoff, api_version)
     messages: _DeleteMessages | None = None
     for kind, account, job_id, item in _read_ahead(events, read_ahead) if read_ahead > 0 else events:
-        if kind is _TASK:
-            counts.tasks_seen += 1
-            if qualifies(item, cutoff, success_only):
-                if messages is None or messages.job_id != job_id or messages.account != account:
-                    messages = _DeleteMessages(account, job_id)
-                yield messages.message(item["id"])
+        if kind is _TASKS:
+            for task in item:
+                counts.tasks_seen += 1
+                if qualifies(task, cutoff, success_only):
+                    if messages is None or messages.job_id != job_id or messages.account != account:
+                        messages = _DeleteMessages(account, job_id)
+                    yield messages.message(task["id"])
         elif kind is _JOB:
             counts.jobs_scanned += 1
         else:
@@ -147,10 +148,10 @@ def plan_deletions(
 
 
 # Listing events, in the order the requests make them: (kind, account, job id, item) - a job of the job
-# listing (job id ""), a task of a job's task listing, or a failed listing (job id "" for the job
-# listing itself) with its exception.
+# listing (job id ""), tasks of a job's task listing (a page of them, or one at a time from a Lister
+# without list_value_pages), or a failed listing (job id "" for the job listing itself) with its exception.
 _JOB: Final = "job"
-_TASK: Final = "task"
+_TASKS: Final = "tasks"
 _FAILED: Final = "failed"
 _Event = tuple[str, str, str, Any]
 
@@ -176,13 +177,23 @@ def _listing(batch: Lister, settings: RetentionSettings, cutoff: datetime, api_v
                     continue
                 path = f"/jobs/{quote(job_id, safe='')}/tasks"
                 try:
-                    for task in batch.list_values(account, path, dict(task_params)):
-                        yield _TASK, account, job_id, task
+                    for tasks in _value_pages(batch, account, path, dict(task_params)):
+                        yield _TASKS, account, job_id, tasks
                 except (BatchListError, UntrustedLink) as exc:
                     # One job failing (e.g. deleted between the two listings) must not stop the others.
                     yield _FAILED, account, job_id, exc
         except (BatchListError, UntrustedLink) as exc:
             yield _FAILED, account, "", exc
+
+
+def _value_pages(
+    batch: Lister, account: str, path: str, params: Mapping[str, str]
+) -> Iterator[Sequence[Mapping[str, Any]]]:
+    """A listing a page at a time when the Lister can (BatchClient), else one item at a time."""
+    pages = getattr(batch, "list_value_pages", None)
+    if pages is not None:
+        return cast(Iterator[Sequence[Mapping[str, Any]]], pages(account, path, params))
+    return ([item] for item in batch.list_values(account, path, params))
 
 
 class _Raised:
@@ -195,11 +206,11 @@ _HANDOVER: Final = object()
 
 
 def _read_ahead(events: Iterator[_Event], tasks: int) -> Generator[_Event, None, None]:
-    """``events``, pulled by a helper thread until ``tasks`` task events came, then by the caller.
+    """``events``, pulled by a helper thread until ``tasks`` tasks were listed, then by the caller.
 
-    The helper hands events over a page at a time (and at each job, before the request for its tasks),
-    stays at most READ_AHEAD_EVENTS ahead, and passes its exceptions on, after the events before them.
-    Closing this generator stops the helper (after the request it may be in) and closes ``events``.
+    The helper hands each event (a job, a page of tasks, a failure) over as soon as it has it, stays at
+    most READ_AHEAD_EVENTS ahead, and passes its exceptions on, after the events before them. Closing
+    this generator stops the helper (after the request it may be in) and closes ``events``.
     """
     helper = _Helper(events, tasks)
     thread = threading.Thread(target=helper.run, name="retention-listing", daemon=True)
@@ -207,9 +218,9 @@ def _read_ahead(events: Iterator[_Event], tasks: int) -> Generator[_Event, None,
     try:
         while True:
             item = helper.handoff.get()
-            if isinstance(item, list):
-                yield from item
-                helper.taken += len(item)
+            if isinstance(item, tuple):
+                yield item
+                helper.taken += 1
             elif item is _HANDOVER:
                 thread.join()
                 yield from events
@@ -237,34 +248,26 @@ class _Helper:
 
     def run(self) -> None:
         produced = listed = 0
-        chunk: list[_Event] = []
         outcome: object = _END
         try:
             for event in self.events:
-                chunk.append(event)
-                if event[0] is _TASK:
-                    listed += 1
+                # One event is a job, a failure or a page of tasks: hand each over as it comes.
+                self.handoff.put(event)
+                produced += 1
+                if event[0] is _TASKS:
+                    listed += len(event[3])
                     if listed >= self.tasks:
                         outcome = _HANDOVER  # the planner pulls the rest itself, lazily
                         break
-                    if len(chunk) < _HANDOFF_CHUNK:
-                        continue
-                # A full page, or a job whose tasks are about to be requested: hand it over now.
-                self.handoff.put(chunk)
-                produced += len(chunk)
-                chunk = []
                 while produced - self.taken >= READ_AHEAD_EVENTS and not self.stop.is_set():
                     self.stop.wait(0.001)
                 if self.stop.is_set():
                     break
         except Exception as exc:  # passed on to the planner, which raises it where the lazy order would
             outcome = _Raised(exc)
-        if chunk:
-            self.handoff.put(chunk)
         self.handoff.put(outcome)
 
 
-_HANDOFF_CHUNK: Final = int(PAGE_SIZE)
 _TASK_PLACEHOLDER: Final = "\x00task\x00"  # cannot occur in a job or task id (ID_PATTERN)
 _ID_PLACEHOLDER: Final = "\x00commandId\x00"
 
