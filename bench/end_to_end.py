@@ -226,6 +226,7 @@ def run(commands: int = 400, runs: int = 3) -> dict[str, Any]:
         "runs": runs,
         "concurrency": CONCURRENCY,
         "system_per_second": system_rate,
+        "system_runs_per_second": [round(rate, 1) for rate in rates],
         "decisions": decisions,
         "peer_round_trips_per_second": statistics.median(peer),
         "emulator_calls_per_second": emulator_per_command,
