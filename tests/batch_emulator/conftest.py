@@ -11,32 +11,31 @@ from azure.identity import ManagedIdentityCredential
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
 from tests.batch_emulator.helpers import BATCH_SCOPE, RawApi, make_client, point_credential_at
+from tests.conftest import IDENTITY_SECRET
 
-SUITE_SECRET = "batch-emulator-suite-header"
-
-
-@pytest.fixture(scope="session")
-def idp() -> Iterator[IdentityEndpoint]:
-    with IdentityEndpoint(port=0, header_secret=SUITE_SECRET) as endpoint:
-        yield endpoint
+# The suite-wide identity endpoint and emulator (tests/conftest.py), under this suite's names.
 
 
 @pytest.fixture(scope="session")
-def emulator_server(idp: IdentityEndpoint) -> Iterator[BatchEmulator]:
-    with BatchEmulator(port=0, jwks_url=idp.jwks_url) as emulator:
-        yield emulator
+def idp(identity: IdentityEndpoint) -> IdentityEndpoint:
+    return identity
+
+
+@pytest.fixture(scope="session")
+def emulator_server(batch_server: BatchEmulator) -> BatchEmulator:
+    return batch_server
 
 
 @pytest.fixture
-def emu(emulator_server: BatchEmulator) -> BatchEmulator:
-    emulator_server.reset()
-    return emulator_server
+def emu(batch: BatchEmulator) -> BatchEmulator:
+    """The shared emulator, emptied of jobs, tasks and faults for this test."""
+    return batch
 
 
 @pytest.fixture
 def credential(idp: IdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> ManagedIdentityCredential:
     """The real ManagedIdentityCredential, on the App Service protocol, aimed at the local endpoint."""
-    point_credential_at(monkeypatch, idp.token_url, SUITE_SECRET)
+    point_credential_at(monkeypatch, idp.token_url, IDENTITY_SECRET)
     return ManagedIdentityCredential()
 
 
