@@ -32,15 +32,14 @@ from typing import Any, Final
 
 import requests
 from azure.identity import ManagedIdentityCredential
-from azure.servicebus import ServiceBusClient, ServiceBusMessage
-from azure.servicebus.exceptions import ServiceBusError
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
 
 from bench.client_cost import identity_environment_vars
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
 from emulators.servicebus import ServiceBusPeer
 from local.host import LocalHost, Ports
-from local.outcomes import ALL_OUTCOMES
+from local.outcomes import OutcomeListener, event_of
 from shared.batch_client import BATCH_SCOPE
 
 CONCURRENCY: Final = 16
@@ -52,43 +51,27 @@ TIMEOUT: Final = 120.0
 
 @dataclass
 class _Collector:
-    """Counts outcome events (deduplicated by message id) on the subscription ``all``."""
+    """Counts outcome events (deduplicated by message id) on the subscription ``all-outcomes``."""
 
     connection_string: str
     seen: set[str] = field(default_factory=set)
     decisions: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> _Collector:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._listener = OutcomeListener(self.connection_string, TOPIC, self._count, max_wait_time=0.2).start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
+        self._listener.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with (
-                    ServiceBusClient.from_connection_string(self.connection_string) as client,
-                    client.get_subscription_receiver(TOPIC, ALL_OUTCOMES) as receiver,
-                ):
-                    while not self._stop.is_set():
-                        for message in receiver.receive_messages(max_message_count=50, max_wait_time=0.2):
-                            event = json.loads(b"".join(message.body))
-                            receiver.complete_message(message)
-                            with self._changed:
-                                if str(message.message_id) not in self.seen:
-                                    self.seen.add(str(message.message_id))
-                                    decision = str(event.get("decision"))
-                                    self.decisions[decision] = self.decisions.get(decision, 0) + 1
-                                self._changed.notify_all()
-            except ServiceBusError:
-                self._stop.wait(0.5)
+    def _count(self, message: ServiceBusReceivedMessage) -> None:
+        decision = str(event_of(message).get("decision"))
+        with self._changed:
+            if str(message.message_id) not in self.seen:
+                self.seen.add(str(message.message_id))
+                self.decisions[decision] = self.decisions.get(decision, 0) + 1
+            self._changed.notify_all()
 
     def wait_for(self, count: int, timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout

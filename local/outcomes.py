@@ -33,11 +33,13 @@ class OutcomeListener:
         topic: str,
         on_message: Callable[[ServiceBusReceivedMessage], None],
         subscription: str = ALL_OUTCOMES,
+        max_wait_time: float = 0.5,
     ) -> None:
         self._connection_string = connection_string
         self._topic = topic
         self._subscription = subscription
         self._on_message = on_message
+        self._max_wait_time = max_wait_time
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"outcomes:{subscription}", daemon=True)
 
@@ -57,7 +59,7 @@ class OutcomeListener:
                     client.get_subscription_receiver(self._topic, self._subscription) as receiver,
                 ):
                     while not self._stop.is_set():
-                        for message in receiver.receive_messages(max_message_count=50, max_wait_time=0.5):
+                        for message in receiver.receive_messages(50, self._max_wait_time):
                             self._on_message(message)
                             receiver.complete_message(message)
             except ServiceBusError as exc:
