@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from json.encoder import encode_basestring_ascii as _encode_json_string
-from queue import SimpleQueue
 from typing import Any, Final, Protocol, cast
 from urllib.parse import quote
 
@@ -209,18 +209,20 @@ def _read_ahead(events: Iterator[_Event], tasks: int) -> Generator[_Event, None,
     """``events``, pulled by a helper thread until ``tasks`` tasks were listed, then by the caller.
 
     The helper hands each event (a job, a page of tasks, a failure) over as soon as it has it, stays at
-    most READ_AHEAD_EVENTS ahead, and passes its exceptions on, after the events before them. Closing
-    this generator stops the helper (after the request it may be in) and closes ``events``.
+    most READ_AHEAD_EVENTS ahead (a bounded queue), and passes its exception on after the events before
+    it. Closing this generator stops the helper (after the request it may be in) and closes ``events``.
     """
-    helper = _Helper(events, tasks)
-    thread = threading.Thread(target=helper.run, name="retention-listing", daemon=True)
+    handoff: queue.Queue[object] = queue.Queue(maxsize=READ_AHEAD_EVENTS)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_list_ahead, args=(events, tasks, handoff, stop), name="retention-listing", daemon=True
+    )
     thread.start()
     try:
         while True:
-            item = helper.handoff.get()
+            item = handoff.get()
             if isinstance(item, tuple):
                 yield item
-                helper.taken += 1
             elif item is _HANDOVER:
                 thread.join()
                 yield from events
@@ -230,42 +232,39 @@ def _read_ahead(events: Iterator[_Event], tasks: int) -> Generator[_Event, None,
             else:
                 return
     finally:
-        helper.stop.set()
+        stop.set()
         thread.join()
         if isinstance(events, Generator):
             events.close()
 
 
-class _Helper:
-    """The read-ahead side: pulls listing events and hands them over in chunks."""
-
-    def __init__(self, events: Iterator[_Event], tasks: int) -> None:
-        self.events = events
-        self.tasks = tasks
-        self.handoff: SimpleQueue[object] = SimpleQueue()
-        self.stop = threading.Event()
-        self.taken = 0  # events the planner has taken; written by the planner only
-
-    def run(self) -> None:
-        produced = listed = 0
-        outcome: object = _END
-        try:
-            for event in self.events:
-                # One event is a job, a failure or a page of tasks: hand each over as it comes.
-                self.handoff.put(event)
-                produced += 1
-                if event[0] is _TASKS:
-                    listed += len(event[3])
-                    if listed >= self.tasks:
-                        outcome = _HANDOVER  # the planner pulls the rest itself, lazily
-                        break
-                while produced - self.taken >= READ_AHEAD_EVENTS and not self.stop.is_set():
-                    self.stop.wait(0.001)
-                if self.stop.is_set():
+def _list_ahead(events: Iterator[_Event], tasks: int, handoff: queue.Queue[object], stop: threading.Event) -> None:
+    """The helper thread: list until ``tasks`` tasks are out, then hand the rest of the listing over."""
+    listed = 0
+    outcome: object = _END
+    try:
+        for event in events:
+            if not _put(handoff, event, stop):
+                return
+            if event[0] is _TASKS:
+                listed += len(event[3])
+                if listed >= tasks:
+                    outcome = _HANDOVER  # the planner pulls the rest itself, lazily: no request beyond the cap
                     break
-        except Exception as exc:  # passed on to the planner, which raises it where the lazy order would
-            outcome = _Raised(exc)
-        self.handoff.put(outcome)
+    except Exception as exc:  # passed on to the planner, which raises it where the lazy order would
+        outcome = _Raised(exc)
+    _put(handoff, outcome, stop)
+
+
+def _put(handoff: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Wait for room in the queue, unless the planner went away; False when it did."""
+    while not stop.is_set():
+        try:
+            handoff.put(item, timeout=0.05)
+        except queue.Full:
+            continue
+        return True
+    return False
 
 
 _TASK_PLACEHOLDER: Final = "\x00task\x00"  # cannot occur in a job or task id (ID_PATTERN)
