@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -118,6 +119,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return table
 
 
+def summary_table(results: dict[str, Any]) -> str:
+    lines = ["| Benchmark | Measured | Ratio | Target |", "|---|---|---|---|"]
+    lines += [f"| {name} | {measured} | {ratio} | {target} |" for name, measured, ratio, target in rows(results)]
+    return "\n".join(lines)
+
+
 def markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
     packages = ", ".join(f"{name} {version}" for name, version in env["packages"].items())
@@ -128,10 +135,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"({env['cpus']} CPUs); {packages}. `make bench` took {results['elapsed_s']:.0f} s.",
         "Every figure is the median of several runs; every ratio is taken within one run, then the median.",
         "",
-        "| Benchmark | Measured | Ratio | Target |",
-        "|---|---|---|---|",
+        summary_table(results),
     ]
-    lines += [f"| {name} | {measured} | {ratio} | {target} |" for name, measured, ratio, target in rows(results)]
     cold = results.get("cold_start")
     if cold:
         lines += [
@@ -149,9 +154,18 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: dict[str, Any], folder: Path = BENCH) -> None:
+# Documents that show the summary table between these markers; make bench keeps them current.
+DOCUMENTS: Final = (BENCH.parent / "README.md", BENCH.parent / "docs" / "benchmarks.md")
+_MARKERS: Final = re.compile(r"(<!-- bench-results:start -->\n).*?(\n<!-- bench-results:end -->)", re.DOTALL)
+
+
+def write(results: dict[str, Any], folder: Path = BENCH, documents: tuple[Path, ...] = DOCUMENTS) -> None:
     (folder / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     (folder / "results.md").write_text(markdown(results))
+    table = summary_table(results)
+    for document in documents:
+        text = document.read_text()
+        document.write_text(_MARKERS.sub(lambda match: match.group(1) + table + match.group(2), text))
 
 
 def print_table(results: dict[str, Any]) -> None:

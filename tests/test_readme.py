@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+from bench import report
 from shared import config, policy
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -28,3 +30,11 @@ def test_first_screen_gives_exactly_the_two_commands() -> None:
     first_screen = README.read_text().split("---", 1)[0]
     commands = re.findall(r"^make \w+", first_screen, re.MULTILINE)
     assert commands == ["make run", "make test"]
+
+
+def test_benchmark_table_matches_the_committed_results() -> None:
+    results = json.loads((README.parent / "bench" / "results.json").read_text())
+    table = report.summary_table(results)
+    assert _section("bench-results") == table
+    docs = (README.parent / "docs" / "benchmarks.md").read_text()
+    assert f"<!-- bench-results:start -->\n{table}\n<!-- bench-results:end -->" in docs
