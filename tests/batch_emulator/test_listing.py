@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -155,10 +154,11 @@ def test_list_jobs_filter_and_paging(emu: BatchEmulator, client: Any) -> None:
     assert [job.id for job in by_pool] == ["job6"]
 
 
-def test_bulk_seed_and_retention_query_are_fast(emu: BatchEmulator, raw: RawApi) -> None:
-    """The retention shape: many jobs, old completed tasks listed with state + stateTransitionTime."""
+def test_bulk_seed_and_the_retention_query(emu: BatchEmulator, raw: RawApi) -> None:
+    """The retention shape: many jobs, old completed tasks listed with state + stateTransitionTime.
+
+    (How fast: bench/emulator_capacity.py and make bench measure it; the suite asserts no timings.)"""
     cutoff = datetime.now(UTC) - timedelta(days=7)
-    started = time.perf_counter()
     for job_index in range(20):
         emu.seed_job(f"job{job_index}")
         emu.seed_tasks(
@@ -173,15 +173,10 @@ def test_bulk_seed_and_retention_query_are_fast(emu: BatchEmulator, raw: RawApi)
                 for i in range(1000)
             ),
         )
-    seeded = time.perf_counter() - started
     when = (cutoff).strftime("%Y-%m-%dT%H:%M:%SZ")
     expression = f"state eq 'completed' and stateTransitionTime lt datetime'{when}'"
-    started = time.perf_counter()
     response = raw.call("GET", "/jobs/job7/tasks", params={"$filter": expression, "$select": "id"}).json()
-    listed = time.perf_counter() - started
-    assert len(response["value"]) == 250
-    assert seeded < 5.0, f"seeding 20 000 tasks took {seeded:.2f}s"
-    assert listed < 0.5, f"a filtered list over 1 000 tasks took {listed:.3f}s"
+    assert sorted(item["id"] for item in response["value"]) == [f"t{i:04}" for i in range(1, 1000, 4)]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,4 +1,6 @@
-"""The peer keeps up with the product's benchmark load, and its command line works."""
+"""The peer carries a burst of the benchmark's size intact, and its command line works.
+
+How fast it does so is measured by `make bench` (bench/end_to_end.py), never asserted here."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,27 +19,25 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGES = 600
-MIN_RATE = 200  # messages/s send -> receive -> complete; observed ~1000/s on a 2-core machine
 
 
-def test_send_receive_complete_rate(client: ServiceBusClient, peer: ServiceBusPeer) -> None:
+def test_a_burst_of_batches_is_received_and_completed_exactly_once(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
     with (
         client.get_queue_sender("throughput") as sender,
         client.get_queue_receiver("throughput", max_wait_time=5, prefetch_count=100) as receiver,
     ):
-        started = time.perf_counter()
         for first in range(0, MESSAGES, 100):
             sender.send_messages([ServiceBusMessage(f"m{n}", message_id=f"t{n}") for n in range(first, first + 100)])
-        done = 0
-        while done < MESSAGES:
+        received: list[str] = []
+        while len(received) < MESSAGES:
             batch = receiver.receive_messages(max_message_count=100, max_wait_time=5)
             assert batch, "receive timed out"
             for message in batch:
                 receiver.complete_message(message)
-            done += len(batch)
-        rate = MESSAGES / (time.perf_counter() - started)
-    print(f"\nservicebus peer: {rate:.0f} messages/s send -> receive -> complete")
-    assert rate >= MIN_RATE
+            received += [str(message.message_id) for message in batch]
+    assert sorted(received) == sorted(f"t{n}" for n in range(MESSAGES))
     assert peer.messages("throughput") == []
 
 
