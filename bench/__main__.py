@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     report.print_table(results)
     print(f"\nmake bench: {results['elapsed_s']:.0f} s")
     if not args.no_write:
-        report.write(results)
+        report.write(results, documents=report.DOCUMENTS)
         print("wrote bench/results.json and bench/results.md")
 
 

@@ -159,7 +159,8 @@ DOCUMENTS: Final = (BENCH.parent / "README.md", BENCH.parent / "docs" / "benchma
 _MARKERS: Final = re.compile(r"(<!-- bench-results:start -->\n).*?(\n<!-- bench-results:end -->)", re.DOTALL)
 
 
-def write(results: dict[str, Any], folder: Path = BENCH, documents: tuple[Path, ...] = DOCUMENTS) -> None:
+def write(results: dict[str, Any], folder: Path = BENCH, documents: tuple[Path, ...] = ()) -> None:
+    """Write bench/results.{json,md} into ``folder``, and the summary table into ``documents``."""
     (folder / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     (folder / "results.md").write_text(markdown(results))
     table = summary_table(results)

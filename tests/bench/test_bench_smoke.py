@@ -44,6 +44,10 @@ def test_retention_scale_shape(tmp_path: Path) -> None:
         "elapsed_s": 1.0,
         "retention_scale": result,
     }
-    report.write(results, tmp_path)
+    document = tmp_path / "doc.md"
+    document.write_text("intro\n<!-- bench-results:start -->\nold\n<!-- bench-results:end -->\nend\n")
+    report.write(results, tmp_path, documents=(document,))
     assert (tmp_path / "results.json").exists()
     assert "retention" in (tmp_path / "results.md").read_text()
+    table = report.summary_table(results)
+    assert document.read_text() == f"intro\n<!-- bench-results:start -->\n{table}\n<!-- bench-results:end -->\nend\n"
