@@ -78,7 +78,7 @@ class FilterError(ValueError):
 
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>datetime'[^']*')|(?P<punct>[(),])"
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>(?i:datetime)'[^']*')|(?P<punct>[(),])"
     r"|(?P<num>-?\d[\d:.TZz+-]*)|(?P<word>[A-Za-z_][\w/]*))"
 )
 

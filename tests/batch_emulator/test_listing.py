@@ -204,3 +204,13 @@ def test_paging_yields_each_match_once_in_id_order(
         response = raw.session.get(response["odata.nextLink"], timeout=10).json()
         seen += [task["id"] for task in response["value"]]
     assert seen == [spec["id"] for spec in specs if spec["state"] == "completed"]
+
+
+@pytest.mark.parametrize("keyword", ["datetime", "DateTime", "DATETIME"])
+def test_datetime_literal_keyword_is_case_insensitive(emu: BatchEmulator, raw: RawApi, keyword: str) -> None:
+    emu.seed_job("job1")
+    emu.seed_task("job1", "old", state="completed", exit_code=0, state_transition_time=datetime(2024, 1, 1, tzinfo=UTC))
+    emu.seed_task("job1", "new", state="completed", exit_code=0)
+    expression = f"stateTransitionTime lt {keyword}'2025-01-01T00:00:00Z'"
+    response = raw.call("GET", "/jobs/job1/tasks", params={"$filter": expression, "$select": "id"}).json()
+    assert [item["id"] for item in response["value"]] == ["old"]
