@@ -9,7 +9,8 @@ from shared.processor import Received, Settlement
 
 
 class MessageActions(Protocol):
-    """What ``ServiceBusMessageActions`` (Functions) offers; the local host adapts a receiver to it."""
+    """What ``ServiceBusMessageActions`` (Functions) offers; the local host passes an object that records
+    the call and applies it to its receiver (local/queue_driver.py)."""
 
     def complete(self, message: Any) -> None: ...
 
