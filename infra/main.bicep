@@ -119,6 +119,11 @@ param alertAllowedActions array = [
 ]
 
 @minValue(1)
+@maxValue(10000)
+@description('Most commands one alert may enqueue; a larger alert is refused with 400 (ALERT_MAX_COMMANDS).')
+param alertMaxCommands int = 100
+
+@minValue(1)
 @maxValue(100)
 @description('Attempts before a retryable command is dead-lettered with RetriesExhausted (RETRY_MAX_ATTEMPTS).')
 param retryMaxAttempts int = 8
@@ -223,6 +228,7 @@ module api 'app/api.bicep' = {
     retentionMaxCommands: retentionMaxCommands
     retentionDryRun: retentionDryRun
     alertAllowedActions: alertAllowedActions
+    alertMaxCommands: alertMaxCommands
     retryMaxAttempts: retryMaxAttempts
     decisionOverrides: decisionOverrides
   }

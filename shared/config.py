@@ -54,6 +54,8 @@ SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
     "RETENTION_MAX_COMMANDS": ("10000", "At most this many delete commands per run"),
     "RETENTION_DRY_RUN": ("false", "Report what would be deleted without enqueuing commands"),
     "ALERT_ALLOWED_ACTIONS": ("terminateTask,reactivateTask", "Actions an alert may trigger (comma-separated)"),
+    "ALERT_MAX_COMMANDS": ("100", "Most commands one alert may enqueue; a larger alert is refused with 400"),
+    "SERVICEBUS_TIMEOUT_SECONDS": ("5", "Time limit of each Service Bus send, schedule, cancel or settlement"),
 }
 
 # Settings that belong to one environment only. Azure: the identity-based connection and the managed
@@ -191,6 +193,8 @@ class Settings:
     decision_overrides: dict[tuple[str, str], str]
     retention: RetentionSettings
     alert_actions: tuple[str, ...]
+    alert_max_commands: int
+    servicebus_timeout: float
 
 
 API_VERSIONS: Final = ("2025-06-01", "2024-07-01.20.0")
@@ -307,6 +311,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         decision_overrides=_overrides(env),
         retention=_retention(env, accounts),
         alert_actions=alert_actions,
+        alert_max_commands=_int(env, "ALERT_MAX_COMMANDS", 1, 10_000),
+        servicebus_timeout=_float(env, "SERVICEBUS_TIMEOUT_SECONDS", 0.5, 120),
     )
 
 

@@ -41,6 +41,7 @@ param retentionTaskResult string
 param retentionMaxCommands int
 param retentionDryRun bool
 param alertAllowedActions array
+param alertMaxCommands int
 param retryMaxAttempts int
 param decisionOverrides object
 
@@ -236,6 +237,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALERT_ALLOWED_ACTIONS'
           value: join(alertAllowedActions, ',')
+        }
+        {
+          name: 'ALERT_MAX_COMMANDS'
+          value: string(alertMaxCommands)
+        }
+        // --- Service Bus time limit (sends, schedules, settlements) ---
+        {
+          name: 'SERVICEBUS_TIMEOUT_SECONDS'
+          value: '5'
         }
       ]
     }
