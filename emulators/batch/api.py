@@ -66,19 +66,24 @@ class Reply:
 Operation = Callable[[Store, Call], Reply]
 
 
-def _version_headers(data: Json, data_service_id: str | None = None) -> list[tuple[str, str]]:
-    headers = [("ETag", data["eTag"]), ("Last-Modified", format_http_date(parse_iso(data["lastModified"])))]
-    if data_service_id:
-        headers.append(("DataServiceId", data_service_id))
-    return headers
+def _version_headers(data: Json) -> list[tuple[str, str]]:
+    """ETag and Last-Modified of the one entity an answer is about. Lists carry neither."""
+    return [("ETag", data["eTag"]), ("Last-Modified", format_http_date(parse_iso(data["lastModified"])))]
+
+
+def _changed_headers(data: Json, data_service_id: str) -> list[tuple[str, str]]:
+    """A mutation's answer: the entity's version, and DataServiceId naming what the request acted on
+    (the entity for Update, the action URL for Terminate)."""
+    return [*_version_headers(data), ("DataServiceId", data_service_id)]
+
+
+def _created_headers(data: Json, url: str) -> list[tuple[str, str]]:
+    """An Add's 201: the new entity's URL is both its DataServiceId and its Location."""
+    return [*_changed_headers(data, url), ("Location", url)]
 
 
 def _task_link(call: Call, found: Located) -> str:
     return task_url(call.base_url, found.job["id"], found.task["id"])
-
-
-def _task_reply(status: int, call: Call, found: Located) -> Reply:
-    return Reply(status, _version_headers(found.task, _task_link(call, found)))
 
 
 def _flag(call: Call, name: str) -> bool:
@@ -96,7 +101,7 @@ def get_task(store: Store, call: Call) -> Reply:
     found = store.get_task(call.job_id, call.task_id, call.conditions)
     url = _task_link(call, found)
     body = {"odata.metadata": metadata(call.base_url, "tasks", single=True), **project(found.task, url, select)}
-    return Reply(200, _version_headers(found.task, url), body)
+    return Reply(200, _version_headers(found.task), body)
 
 
 def list_tasks(store: Store, call: Call) -> Reply:
@@ -105,18 +110,20 @@ def list_tasks(store: Store, call: Call) -> Reply:
     assert page.parent is not None
     job_id = page.parent["id"]
     items = [project(task, task_url(call.base_url, job_id, task["id"]), query.select) for task in page.items]
-    return Reply(200, _version_headers(page.parent), _list_body(call, "tasks", items, page))
+    return _list_reply(call, "tasks", items, page)
 
 
-def _list_body(call: Call, entity_set: str, items: list[Json], page: Page) -> Json:
+def _list_reply(call: Call, entity_set: str, items: list[Json], page: Page) -> Reply:
+    """A page of a list. The service sends no ETag or Last-Modified on lists, only on single entities."""
     body: Json = {"odata.metadata": metadata(call.base_url, entity_set, single=False), "value": items}
     if page.next_after is not None:
         body["odata.nextLink"] = next_link(call.base_url + call.path, call.query, page.next_after)
-    return body
+    return Reply(200, [], body)
 
 
 def add_task(store: Store, call: Call) -> Reply:
-    return _task_reply(201, call, store.add_task(call.job_id, call.json_body()))
+    found = store.add_task(call.job_id, call.json_body())
+    return Reply(201, _created_headers(found.task, _task_link(call, found)))
 
 
 def add_task_collection(store: Store, call: Call) -> Reply:
@@ -150,11 +157,13 @@ def add_task_collection(store: Store, call: Call) -> Reply:
             value.append({"status": status, "taskId": result.task_id, "error": error})
     # The 2024 API version declares no ETag or Last-Modified on this answer; 2025-06-01 does.
     headers = _version_headers(job) if call.api_version == API_VERSION_2025 else []
-    return Reply(200, headers, {"value": value})
+    body = {"odata.metadata": metadata(call.base_url, "taskaddresult", single=False), "value": value}
+    return Reply(200, headers, body)
 
 
 def update_task(store: Store, call: Call) -> Reply:
-    return _task_reply(200, call, store.update_task(call.job_id, call.task_id, call.json_body(), call.conditions))
+    found = store.update_task(call.job_id, call.task_id, call.json_body(), call.conditions)
+    return Reply(200, _changed_headers(found.task, _task_link(call, found)))
 
 
 def delete_task(store: Store, call: Call) -> Reply:
@@ -163,11 +172,13 @@ def delete_task(store: Store, call: Call) -> Reply:
 
 
 def terminate_task(store: Store, call: Call) -> Reply:
-    return _task_reply(204, call, store.terminate_task(call.job_id, call.task_id, call.conditions))
+    found = store.terminate_task(call.job_id, call.task_id, call.conditions)
+    return Reply(204, _changed_headers(found.task, f"{_task_link(call, found)}/terminate"))
 
 
 def reactivate_task(store: Store, call: Call) -> Reply:
-    return _task_reply(204, call, store.reactivate_task(call.job_id, call.task_id, call.conditions))
+    found = store.reactivate_task(call.job_id, call.task_id, call.conditions)
+    return Reply(204, _version_headers(found.task))
 
 
 def list_subtasks(store: Store, call: Call) -> Reply:
@@ -183,7 +194,7 @@ def list_subtasks(store: Store, call: Call) -> Reply:
 
 def add_job(store: Store, call: Call) -> Reply:
     job = store.add_job(call.json_body())
-    return Reply(201, _version_headers(job, job_url(call.base_url, job["id"])))
+    return Reply(201, _created_headers(job, job_url(call.base_url, job["id"])))
 
 
 def get_job(store: Store, call: Call) -> Reply:
@@ -198,8 +209,7 @@ def list_jobs(store: Store, call: Call) -> Reply:
     query = parse_list_query(call.query, JOB_PROPERTIES)
     page = store.list_jobs(query.predicate, query.after, query.limit)
     items = [project(job, job_url(call.base_url, job["id"]), query.select) for job in page.items]
-    account = {"eTag": store.account_etag, "lastModified": store.account_modified}
-    return Reply(200, _version_headers(account), _list_body(call, "jobs", items, page))
+    return _list_reply(call, "jobs", items, page)
 
 
 def terminate_job(store: Store, call: Call) -> Reply:
@@ -207,7 +217,7 @@ def terminate_job(store: Store, call: Call) -> Reply:
     if reason is not None and not isinstance(reason, str):
         raise BatchApiError("InvalidPropertyValue", {"PropertyName": "terminateReason"})
     job = store.terminate_job(call.job_id, reason, call.conditions, force=_flag(call, "force"))
-    return Reply(202, _version_headers(job, job_url(call.base_url, job["id"])))
+    return Reply(202, _changed_headers(job, f"{job_url(call.base_url, job['id'])}/terminate"))
 
 
 def delete_job(store: Store, call: Call) -> Reply:

@@ -25,9 +25,12 @@ _DEFAULT_CONSTRAINTS = {"maxWallClockTime": _FOREVER, "retentionTime": "P7D", "m
 _SEEDED_NODE = {"nodeId": _EMULATED_NODE}
 # Exit code reported for a task whose process the service killed (user termination).
 _TERMINATED_EXIT_CODE = 137
-_USER_TERMINATED = {"category": "usererror", "code": "TaskEnded", "message": "Task Was Ended by User Request"}
+# failureInfo.category takes the documented ErrorCategory spelling, `UserError` / `ServerError`, as the
+# service answers (the SDK's enum says "usererror"; the SDK hands back the unknown casing as a plain str).
+_USER_ERROR = "UserError"
+_USER_TERMINATED = {"category": _USER_ERROR, "code": "TaskEnded", "message": "Task Was Ended by User Request"}
 _FAILED_EXIT = {
-    "category": "usererror",
+    "category": _USER_ERROR,
     "code": "FailureExitCode",
     "message": "The task process exited with an unexpected exit code",
 }
@@ -92,14 +95,25 @@ def new_task(body: Mapping[str, Any], created: str, transitioned: str) -> Json:
     }
 
 
-def start_run(task: Json, job: Json, now: str) -> Json:
-    started = transition(task, "running", now)
-    started["executionInfo"] = {**task["executionInfo"], "startTime": now}
-    started["nodeInfo"] = {
+def _on_node(task: Json, job: Json, state: str, now: str) -> Json:
+    """The task moved to `state` on the emulated node: from here on it has a `nodeInfo`."""
+    moved = transition(task, state, now)
+    moved["nodeInfo"] = {
         "poolId": job["executionInfo"].get("poolId", ""),
         "nodeId": _EMULATED_NODE,
         "taskRootDirectory": f"workitems/{job['id']}/job-1/{task['id']}",
     }
+    return moved
+
+
+def prepare_run(task: Json, job: Json, now: str) -> Json:
+    """Preparing: the service has assigned the task to a node, which has not started it yet."""
+    return _on_node(task, job, "preparing", now)
+
+
+def start_run(task: Json, job: Json, now: str) -> Json:
+    started = _on_node(task, job, "running", now)
+    started["executionInfo"] = {**task["executionInfo"], "startTime": now}
     return started
 
 
@@ -124,6 +138,10 @@ def terminate_run(task: Json, now: str) -> Json:
         info["exitCode"] = _TERMINATED_EXIT_CODE
     terminated = transition(task, "completed", now)
     terminated["executionInfo"] = info
+    # A task that never got a node shows `"nodeInfo": {}` once terminated (present and empty), as the
+    # service answers; one that ran keeps the node it ran on.
+    if "nodeInfo" not in terminated:
+        terminated["nodeInfo"] = {}
     return terminated
 
 

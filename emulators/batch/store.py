@@ -23,6 +23,7 @@ from emulators.batch.lifecycle import (
     mirror_subtask,
     new_job,
     new_task,
+    prepare_run,
     require_id,
     seeded_task,
     start_run,
@@ -88,8 +89,6 @@ class Store:
         self._job_order: list[str] = []
         self._pending: set[str] = set()
         self._last_etag = 0
-        self.account_etag = self._new_etag()
-        self.account_modified = format_iso(utcnow())
         self.terminate_delay = 0.0
         self.delete_delay = 0.0
 
@@ -103,7 +102,6 @@ class Store:
     def _stamp(self, data: Json, now: str) -> Json:
         data["eTag"] = self._new_etag()
         data["lastModified"] = now
-        self.account_etag, self.account_modified = data["eTag"], now
         return data
 
     def reset(self) -> None:
@@ -415,7 +413,7 @@ class Store:
             if task["state"] != "active":
                 raise ControlError(f"task {task_id} is {task['state']}, not active")
             now = format_iso(utcnow())
-            return self._replace_task(job, task["id"].lower(), transition(task, "preparing", now), now)
+            return self._replace_task(job, task["id"].lower(), prepare_run(task, job.data, now), now)
 
     def start_task(self, job_id: str, task_id: str) -> Json:
         with self._lock:

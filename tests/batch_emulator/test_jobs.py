@@ -70,7 +70,7 @@ def test_terminate_job_wire_format(emu: BatchEmulator, raw: RawApi) -> None:
     response = raw.call("POST", "/jobs/job1/terminate", params={"force": "true"})
     assert response.status_code == 202 and response.content == b""
     assert ETAG.fullmatch(response.headers["ETag"])
-    assert response.headers["DataServiceId"] == f"{emu.url}/jobs/job1"
+    assert response.headers["DataServiceId"] == f"{emu.url}/jobs/job1/terminate"
     assert stored_job(emu, "job1")["executionInfo"]["terminateReason"] == "UserTerminate"
     bad_force = raw.call("POST", "/jobs/job1/terminate", params={"force": "maybe"})
     assert (bad_force.status_code, error_code(bad_force)) == (400, "InvalidQueryParameterValue")

@@ -113,7 +113,7 @@ def test_terminate_running_task_then_reactivate(emu: BatchEmulator, client: Any)
     emu.seed_job("job1")
     emu.seed_task("job1", "t1", state="running", retry_count=2, max_task_retry_count=5)
     headers = client.terminate_task("job1", "t1", cls=headers_of)
-    assert ETAG.fullmatch(headers["ETag"]) and headers["DataServiceId"].endswith("/jobs/job1/tasks/t1")
+    assert ETAG.fullmatch(headers["ETag"]) and headers["DataServiceId"].endswith("/jobs/job1/tasks/t1/terminate")
     terminated = client.get_task("job1", "t1")
     assert terminated.state == models.BatchTaskState.COMPLETED
     assert terminated.execution_info.result == models.BatchTaskExecutionResult.FAILURE
