@@ -27,8 +27,9 @@ def process_command(
     message_actions: servicebus.ServiceBusMessageActions,
 ) -> None:
     """Execute one lifecycle command and settle its message explicitly."""
-    result = runtime().processor.get().process(received(message))
-    settle(message_actions, message, result.settlement)
+    rt = runtime()
+    result = rt.processor.get().process(received(message))
+    settle(message_actions, message, result.settlement, rt.settings.get().servicebus_timeout)
 
 
 @app.timer_trigger(schedule="%RETENTION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)

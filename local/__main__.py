@@ -16,6 +16,7 @@ from typing import Any
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from local.host import WELL_KNOWN_SB, LocalHost, Ports
+from shared.config import ConfigError
 
 ACTIONS = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob")
 
@@ -71,8 +72,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with host, contextlib.suppress(KeyboardInterrupt):
-        stopped.wait()
+    try:
+        host.start()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+    finally:
+        host.stop()
     return 0
 
 

@@ -79,7 +79,9 @@ class LocalHost:
         saved = {name: os.environ.get(name) for name in self.env}
         os.environ.update(self.env)
         self._stoppers.append(lambda: _restore_environment(saved))
-        set_runtime(Runtime(self.env))
+        runtime = Runtime(self.env)
+        runtime.settings.get()  # a bad setting stops start-up here, as it fails every invocation in Azure
+        set_runtime(runtime)
         self._stoppers.append(lambda: set_runtime(None))
         self.functions = index(importlib.import_module("function_app").app)
         self._start_functions()

@@ -44,11 +44,25 @@ MAX_REQUESTED_BY: Final = 256
 MAX_BODY_BYTES: Final = 64 * 1024
 
 
-class InvalidCommand(ValueError):
-    """The message breaks the contract; ``problems`` lists every broken rule."""
+@dataclass(frozen=True)
+class Parsed:
+    """The fields of an invalid command that did pass their own rules; its outcome keeps them."""
 
-    def __init__(self, problems: list[str]) -> None:
+    action: str | None = None
+    job_id: str | None = None
+    task_id: str | None = None
+    account: str | None = None
+    command_id: str | None = None
+    dry_run: bool = False
+    requested_by: str | None = None
+
+
+class InvalidCommand(ValueError):
+    """The message breaks the contract; ``problems`` lists every broken rule, ``parsed`` what was fine."""
+
+    def __init__(self, problems: list[str], parsed: Parsed | None = None) -> None:
         self.problems = problems
+        self.parsed = parsed or Parsed()
         super().__init__("; ".join(problems))
 
 
@@ -128,10 +142,10 @@ def _parse_moment(text: str) -> datetime | None:
     """
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year or offset out of any range
         try:
             moment = datetime.fromisoformat(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     if moment.tzinfo is None:
         return None
@@ -153,6 +167,8 @@ def _decode(body: bytes) -> dict[str, Any]:
         raise InvalidCommand([f"body is not valid JSON ({exc.msg} at position {exc.pos})"]) from None
     except RecursionError:  # e.g. 60,000 nested "[" fit in 64 KiB
         raise InvalidCommand(["body nests JSON too deeply; a command is one flat JSON object"]) from None
+    except ValueError:  # int() refuses numbers of more than 4,300 digits
+        raise InvalidCommand(["body has a number too long to read; no command field takes such a number"]) from None
     if not isinstance(value, dict):
         raise InvalidCommand([f"body must be a JSON object, not {type(value).__name__}"])
     return value
@@ -172,6 +188,9 @@ class _Checker:
         if not isinstance(value, str):  # JSON null included: a field that is present must be a string
             self.problems.append(f"{name} must be a string")
             return None
+        if not _encodable(value):
+            self.problems.append(f"{name} is not valid Unicode text (it has an unpaired surrogate such as \\ud800)")
+            return None
         if pattern is not None and not pattern.fullmatch(value):
             self.problems.append(f"{name} {value[:80]!r} is invalid: {hint}")
             return None
@@ -187,6 +206,14 @@ class _Checker:
     def only_for_terminate_job(self, action: str | None, name: str) -> None:
         if name in self.data and action in TASK_ACTIONS:
             self.problems.append(f"{name} applies to terminateJob only; remove it from a {action} command")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 ID_HINT: Final = "use 1-64 letters, digits, '-' or '_'"
@@ -215,7 +242,16 @@ def parse_command(body: bytes, message_id: str | None, accounts: Collection[str]
         check.problems.append(f"requestedBy must be at most {MAX_REQUESTED_BY} characters")
 
     if check.problems:
-        raise InvalidCommand(check.problems)
+        parsed = Parsed(
+            action=action,
+            job_id=job_id,
+            task_id=task_id,
+            account=account if account in accounts else None,
+            command_id=command_id,
+            dry_run=dry_run,
+            requested_by=requested_by if requested_by is not None and len(requested_by) <= MAX_REQUESTED_BY else None,
+        )
+        raise InvalidCommand(check.problems, parsed)
     assert action is not None and job_id is not None and command_id is not None  # guaranteed by the checks
     return Command(
         action=action,
@@ -282,6 +318,9 @@ def _command_id(check: _Checker, message_id: str | None) -> str | None:
     if "commandId" in check.data:
         return command_id
     if message_id is None or not COMMAND_ID_PATTERN.fullmatch(message_id):
-        check.problems.append("commandId is missing and the message has no usable message_id to default to")
+        check.problems.append(
+            "commandId is missing and the message_id cannot stand in for it (it must be a string of 1-100 "
+            "printable ASCII characters); add a commandId field"
+        )
         return None
     return message_id

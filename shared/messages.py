@@ -6,7 +6,10 @@ the processing logic testable with in-memory stand-ins and keeps the real SDK ad
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +24,7 @@ class Outbound:
     body: bytes
     message_id: str
     subject: str
-    application_properties: Mapping[str, str | int] = field(default_factory=dict)
+    application_properties: Mapping[str, str | int | bool] = field(default_factory=dict)
     correlation_id: str | None = None
     content_type: str = "application/json"
     scheduled_enqueue_time: datetime | None = None
@@ -52,23 +55,102 @@ def body_bytes(body: object) -> bytes:
     raise UnreadableBody(f"body is a {type(body).__name__}, not UTF-8 JSON text in a data section")
 
 
+# Longest attempt number read from a message; anything longer is clamped by the processor anyway.
+_MAX_ATTEMPT_DIGITS: Final = 6
+# A message_id the product may reuse as a commandId and in the ids it derives (Service Bus: <= 128).
+USABLE_ID: Final = re.compile(r"[\x21-\x7e]{1,100}")
+
+
+@dataclass(frozen=True)
+class Received:
+    """A received command message, every untrusted part read once and defensively.
+
+    This is the one boundary where the body, the ``message_id`` and the application properties of a
+    message are read: nothing the sender put there can make processing raise. ``body`` is None when it
+    cannot be read (``problems`` says why); ``message_id`` is None unless it is a usable id (a string of
+    1-100 printable ASCII characters, so every id derived from it fits Service Bus's 128);
+    ``fingerprint`` identifies the message when it has no usable id (stable for the same content).
+    """
+
+    body: bytes | None
+    message_id: str | None
+    attempt: int = 1
+    problems: tuple[str, ...] = ()
+    fingerprint: str = ""
+
+    @classmethod
+    def read(cls, body: object, message_id: object = None, properties: Mapping[Any, Any] | None = None) -> Received:
+        problems: list[str] = []
+        raw: bytes | None
+        try:
+            raw = body_bytes(body)
+        except Exception as exc:  # a generator that fails, an AMQP value body, ...
+            raw = None
+            problems.append(str(exc) if isinstance(exc, UnreadableBody) else f"body cannot be read ({_kind(exc)})")
+        # Any other message_id (an int, a UUID, 128 characters ...) is not reused: the command then needs
+        # a commandId field, and parse_command says so.
+        usable = message_id if isinstance(message_id, str) and USABLE_ID.fullmatch(message_id) else None
+        return cls(
+            body=raw,
+            message_id=usable,
+            attempt=read_attempt(read_properties(properties)),
+            problems=tuple(problems),
+            fingerprint=_fingerprint(raw, body, message_id),
+        )
+
+
+def _kind(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _fingerprint(raw: bytes | None, body: object, message_id: object) -> str:
+    digest = hashlib.sha256()
+    digest.update(_stable_repr(message_id).encode("utf-8", "backslashreplace"))
+    digest.update(b"\n")
+    digest.update(raw if raw is not None else _stable_repr(body).encode("utf-8", "backslashreplace"))
+    return "invalid:" + digest.hexdigest()[:32]
+
+
+def _stable_repr(value: object) -> str:
+    try:
+        return f"{type(value).__name__}:{reprlib.repr(value)}"
+    except Exception:  # a hostile __repr__
+        return type(value).__name__
+
+
 def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**_MAX_ATTEMPT_DIGITS:
+        return "9" * (_MAX_ATTEMPT_DIGITS + 1)  # str() of a huge int can raise; any long number clamps alike
+    try:
+        return str(value)
+    except Exception:
+        return ""
 
 
 def read_properties(properties: Mapping[Any, Any] | None) -> dict[str, str]:
     """Application properties as text; the Functions SDK binding delivers keys as bytes."""
-    return {_text(key): _text(value) for key, value in (properties or {}).items()}
+    try:
+        items = list((properties or {}).items())
+    except Exception:  # not a mapping after all
+        return {}
+    return {_text(key): _text(value) for key, value in items}
 
 
 def read_attempt(properties: Mapping[str, str]) -> int:
-    """The attempt number a retry copy carries; 1 for a first delivery or an unreadable value."""
-    try:
-        attempt = int(properties.get(ATTEMPT_PROPERTY, "1"))
-    except ValueError:
+    """The attempt number a retry copy carries; 1 for a first delivery or an unreadable value.
+
+    A number too long to read is returned as a large value; the processor clamps it to its range.
+    """
+    text = properties.get(ATTEMPT_PROPERTY, "1").strip()
+    if not text.isascii() or not text.isdigit():
         return 1
-    return max(attempt, 1)
+    if len(text) > _MAX_ATTEMPT_DIGITS:
+        return 10**_MAX_ATTEMPT_DIGITS
+    return max(int(text), 1)
 
 
 def json_body(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON; ASCII-escaped so that any text (lone surrogates included) encodes."""
+    return json.dumps(data, separators=(",", ":")).encode("ascii")

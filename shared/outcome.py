@@ -9,6 +9,8 @@ from typing import Any
 from shared.batch_client import BatchAnswer
 from shared.messages import Outbound, json_body
 
+TERMINAL_DECISIONS = frozenset({"succeeded", "alreadyDone", "deadLetter"})
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -55,23 +57,41 @@ class Outcome:
             "occurredAt": _iso(self.occurred_at),
         }
 
+    @property
+    def message_id(self) -> str:
+        """The topic message id: a command's terminal outcome has one id whatever the attempt.
+
+        So the topic's duplicate detection drops a second terminal outcome of the same command (a
+        redelivery after a lost settlement, a retry copy that ran anyway, a producer's resend) while
+        each attempt's ``retry`` progress event keeps its own id. A dry run has ids of its own, so it
+        never hides the real run's outcome. At most 100 + 7 + 4 characters (Service Bus allows 128).
+        """
+        base = f"{self.command_id}#dryRun" if self.dry_run else self.command_id
+        return base if self.decision in TERMINAL_DECISIONS else f"{base}#{self.attempt}"
+
     def message(self) -> Outbound:
-        """The topic message; its id repeats for a repeated (commandId, attempt) so duplicates are dropped."""
-        properties = {
+        """The topic message, with application properties a subscription's SQL filter can use."""
+        properties: dict[str, str | int | bool] = {
             "decision": self.decision,
             "action": self.action or "",
             "jobId": self.job_id or "",
             "taskId": self.task_id or "",
             "account": self.account or "",
-            "errorCode": self.dead_letter_reason or self.error_code or "",
+            "errorCode": _printable(self.dead_letter_reason or self.error_code or ""),
+            "dryRun": self.dry_run,
         }
         return Outbound(
             body=json_body(self.event()),
-            message_id=f"{self.command_id}#{self.attempt}",
+            message_id=self.message_id,
             subject=self.action or "invalid",
             application_properties=properties,
             correlation_id=self.command_id,
         )
+
+
+def _printable(text: str) -> str:
+    """Batch's error code is the service's text; escape what AMQP could not encode."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:128]
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,13 +1,17 @@
 """Process one command message: call Batch, decide, schedule a retry, publish the outcome, settle.
 
-The order is DESIGN.md section 4's: call Batch -> decide -> (schedule retry copy) -> publish
-outcome -> settle. If anything after the Batch call fails the message is abandoned, so Service Bus
-delivers it again; the policy turns the repeat into ``alreadyDone``.
+The order is call Batch -> decide -> (schedule retry copy) -> publish outcome -> settle (docs/design.md,
+"Guarantees"). If anything after the Batch call fails the message is abandoned, so Service Bus delivers
+it again; the policy turns the repeat into ``alreadyDone`` and the topic's duplicate detection drops its
+second terminal outcome, whose message id depends on the commandId only.
+
+``process`` never raises: an unreadable message is an ``InvalidCommand`` dead-letter, a defect of our
+own while deciding is handled like an unreadable Batch answer (retried, then ``RetriesExhausted``), and
+a failure to publish or schedule abandons the message.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -19,18 +23,12 @@ from typing import Any, Literal, Protocol
 
 from shared import dry_run
 from shared.backoff import retry_delay
-from shared.batch_client import BatchAnswer
+from shared.batch_client import BatchAnswer, BatchError
 from shared.config import Settings
-from shared.contract import Command, InvalidCommand, parse_command
-from shared.messages import (
-    ATTEMPT_PROPERTY,
-    COMMAND_ID_PROPERTY,
-    Outbound,
-    UnreadableBody,
-    body_bytes,
-)
+from shared.contract import Command, InvalidCommand, Parsed, parse_command
+from shared.messages import ATTEMPT_PROPERTY, COMMAND_ID_PROPERTY, Outbound, Received
 from shared.outcome import Outcome
-from shared.policy import Policy, Verdict
+from shared.policy import TRANSPORT_ERROR, Policy, Verdict
 
 MAX_DESCRIPTION_BYTES = 1024
 log = logging.getLogger("batch_lifecycle")
@@ -62,15 +60,6 @@ class Result:
     log_fields: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Received:
-    """The parts of a received message processing needs; ``body`` is the SDK's raw body."""
-
-    body: object
-    message_id: str | None
-    attempt: int = 1
-
-
 class Processor:
     def __init__(
         self,
@@ -90,33 +79,76 @@ class Processor:
     def process(self, received: Received) -> Result:
         started = time.perf_counter()
         try:
-            command = parse_command(
-                body_bytes(received.body),
-                received.message_id,
-                self._settings.accounts,
-                self._settings.default_account,
-            )
-        except (InvalidCommand, UnreadableBody) as exc:
-            result = self._invalid(received, str(exc))
-        else:
-            result = self._run(command, received.attempt)
+            result = self._handle(received)
+        except Exception as exc:  # the last guard: a defect of ours must not loop the message
+            log.exception("processing failed unexpectedly; the message is dead-lettered ProcessingFailed")
+            result = self._unfinished(received, exc)
         result.log_fields["totalMs"] = round((time.perf_counter() - started) * 1000)
         log.info("%s", json.dumps({"event": "commandProcessed", **result.log_fields}))
         return result
 
-    def _invalid(self, received: Received, problems: str) -> Result:
-        command_id = received.message_id or _fingerprint(received.body)
+    def _handle(self, received: Received) -> Result:
+        # The attempt property is ours, but a producer can set it too: never trust it beyond the range.
+        attempt = min(max(received.attempt, 1), self._settings.max_attempts)
+        try:
+            command = self._parse(received)
+        except InvalidCommand as exc:
+            return self._invalid(received, attempt, exc)
+        try:
+            return self._run(command, attempt)
+        except Exception as exc:  # a defect in deciding: handled like an unreadable answer, so retried
+            log.exception("deciding %s failed; treated as a transient failure", command.command_id)
+            answer = BatchAnswer(
+                status=None, error=BatchError(TRANSPORT_ERROR, f"internal error: {type(exc).__name__}")
+            )
+            return self._retry(command, attempt, answer, self._policy.decide(command.action, None, TRANSPORT_ERROR))
+
+    def _unfinished(self, received: Received, exc: Exception) -> Result:
+        """Dead-letter without an outcome event: what failed is the code that builds and sends one."""
+        description = f"the function failed on this message ({type(exc).__name__}); redrive it after a fix"
         outcome = Outcome(
-            command_id=command_id,
+            command_id=received.message_id or received.fingerprint,
             action=None,
             account=None,
             job_id=None,
             task_id=None,
             decision="deadLetter",
-            attempt=received.attempt,
+            attempt=1,
             occurred_at=self._clock(),
+            dead_letter_reason="ProcessingFailed",
+            detail=description,
+        )
+        settlement = Settlement("deadletter", "ProcessingFailed", description)
+        return Result(settlement, outcome, {"commandId": outcome.command_id, "settlement": "deadletter"})
+
+    def _parse(self, received: Received) -> Command:
+        if received.body is None or received.problems:
+            raise InvalidCommand(list(received.problems))
+        try:
+            return parse_command(
+                received.body, received.message_id, self._settings.accounts, self._settings.default_account
+            )
+        except InvalidCommand:
+            raise
+        except Exception as exc:  # whatever the parser did not foresee is still the sender's malformed input
+            raise InvalidCommand([f"body cannot be read as a command ({type(exc).__name__})"]) from None
+
+    def _invalid(self, received: Received, attempt: int, exc: InvalidCommand) -> Result:
+        parsed: Parsed = exc.parsed
+        problems = str(exc)
+        outcome = Outcome(
+            command_id=parsed.command_id or received.message_id or received.fingerprint,
+            action=parsed.action,
+            account=parsed.account,
+            job_id=parsed.job_id,
+            task_id=parsed.task_id,
+            decision="deadLetter",
+            attempt=attempt,
+            occurred_at=self._clock(),
+            dry_run=parsed.dry_run,
             dead_letter_reason="InvalidCommand",
             detail=_clip(problems),
+            requested_by=parsed.requested_by,
         )
         settlement = Settlement("deadletter", "InvalidCommand", _clip(f"invalid command: {problems}"))
         return self._finish(outcome, settlement, None)
@@ -250,15 +282,8 @@ def _describe(command: Command, answer: BatchAnswer) -> str:
 
 
 def _clip(text: str) -> str:
-    encoded = text.encode("utf-8")
+    """At most 1 KiB of UTF-8; text that cannot be encoded (a lone surrogate) is escaped, not refused."""
+    encoded = text.encode("utf-8", "backslashreplace")
     if len(encoded) <= MAX_DESCRIPTION_BYTES:
-        return text
+        return encoded.decode("utf-8")
     return encoded[: MAX_DESCRIPTION_BYTES - 3].decode("utf-8", "ignore") + "..."
-
-
-def _fingerprint(body: object) -> str:
-    try:
-        raw = body_bytes(body)
-    except UnreadableBody:
-        raw = repr(body).encode()
-    return "sha256-" + hashlib.sha256(raw).hexdigest()[:32]

@@ -112,9 +112,11 @@ class Runtime:
         )
 
     def _make_bus(self) -> ServiceBusGateway:
-        settings = self.settings.get().servicebus
-        client = make_client(settings, self.credential.get)
-        return ServiceBusGateway(client, settings.queue, settings.topic)
+        settings = self.settings.get()
+        client = make_client(settings.servicebus, self.credential.get)
+        return ServiceBusGateway(
+            client, settings.servicebus.queue, settings.servicebus.topic, settings.servicebus_timeout
+        )
 
 
 _process_runtime = Lazy(Runtime)

@@ -1,25 +1,31 @@
 """The real Service Bus side: publish outcomes, schedule retry copies, enqueue new commands.
 
-One ``ServiceBusClient`` per process. The SDK's senders are not thread-safe, so each sender is
-guarded by its own lock; the Functions worker runs synchronous invocations on a thread pool.
-A sender that failed is closed and rebuilt on next use (the SDK can leave a broken link behind,
-e.g. after the service closed an idle connection).
+One ``ServiceBusClient`` per process. The Functions worker runs synchronous invocations on a thread
+pool, and the SDK's senders are not thread-safe, so each operation borrows a sender of its own from a
+small pool. A sender that failed is closed and replaced (the SDK can leave a broken link behind, e.g.
+after the service closed an idle connection).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 
 from shared.config import ServiceBusSettings
+from shared.deadline import within
 from shared.messages import Outbound
+
+T = TypeVar("T")
+MAX_IDLE_SENDERS: Final = 32  # as many as the worker's concurrent invocations could use at once
+ENQUEUE_CHUNK: Final = 100  # commands sent under one time limit
 
 
 def to_sdk(message: Outbound) -> ServiceBusMessage:
@@ -47,71 +53,96 @@ def make_client(settings: ServiceBusSettings, credential: Callable[[], TokenCred
     return ServiceBusClient.from_connection_string(settings.connection_string)
 
 
-class _GuardedSender:
-    def __init__(self, factory: Callable[[], ServiceBusSender]) -> None:
+class _SenderPool:
+    """Senders of one entity, each lent to one operation at a time.
+
+    The SDK's senders are not thread-safe, so an operation needs a sender to itself; lending from a
+    pool (creating one when none is idle) lets concurrent invocations send side by side instead of
+    queueing behind one lock across each network wait. Every operation runs under a time limit; a
+    sender whose operation failed or timed out is closed once that operation returns, never reused.
+    """
+
+    def __init__(self, factory: Callable[[], ServiceBusSender], timeout: float, what: str) -> None:
         self._factory = factory
-        self._sender: ServiceBusSender | None = None
-        self._lock = threading.Lock()
+        self._timeout = timeout
+        self._what = what
+        self._idle: list[ServiceBusSender] = []
+        self._lock = threading.Lock()  # guards the idle list only; never held across a network call
 
-    @contextmanager
-    def use(self) -> Iterator[ServiceBusSender]:
+    def run(self, operation: Callable[[ServiceBusSender, float], T]) -> T:
+        sender = self._take()
+        result = within(self._timeout, self._what, lambda: operation(sender, self._timeout), lambda: _close(sender))
         with self._lock:
-            if self._sender is None:
-                self._sender = self._factory()
-            try:
-                yield self._sender
-            except Exception:
-                self._discard()
-                raise
+            if len(self._idle) < MAX_IDLE_SENDERS:
+                self._idle.append(sender)
+                return result
+        _close(sender)
+        return result
 
-    def _discard(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            # Closing a broken link may fail too; the sender is dropped either way.
-            with contextlib.suppress(Exception):
-                sender.close()
+    def _take(self) -> ServiceBusSender:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._factory()  # no network: the link opens on the sender's first operation
 
     def close(self) -> None:
         with self._lock:
-            self._discard()
+            idle, self._idle = self._idle, []
+        for sender in idle:
+            _close(sender)
+
+
+def _close(sender: ServiceBusSender) -> None:
+    # Closing a broken link may fail too; the sender is dropped either way.
+    with contextlib.suppress(Exception):
+        sender.close()
 
 
 class ServiceBusGateway:
-    """Implements the processor's ``Bus`` and the producers' enqueue on one client."""
+    """Implements the processor's ``Bus`` and the producers' enqueue on one client.
 
-    def __init__(self, client: ServiceBusClient, queue: str, topic: str) -> None:
+    Each operation is bounded by ``timeout`` seconds (``SERVICEBUS_TIMEOUT_SECONDS``) and raises
+    ``DeadlineExceeded`` past it; enqueuing many commands is bounded per chunk of ``ENQUEUE_CHUNK``.
+    """
+
+    def __init__(self, client: ServiceBusClient, queue: str, topic: str, timeout: float) -> None:
         self._client = client
-        self._queue = _GuardedSender(lambda: client.get_queue_sender(queue))
-        self._topic = _GuardedSender(lambda: client.get_topic_sender(topic))
+        self._queue = _SenderPool(lambda: client.get_queue_sender(queue), timeout, f"sending to queue {queue}")
+        self._topic = _SenderPool(lambda: client.get_topic_sender(topic), timeout, f"publishing to topic {topic}")
 
     def publish(self, message: Outbound) -> None:
-        with self._topic.use() as sender:
-            sender.send_messages(to_sdk(message))
+        self._topic.run(lambda sender, timeout: sender.send_messages(to_sdk(message), timeout=timeout))
 
     def schedule(self, message: Outbound) -> None:
         at = message.scheduled_enqueue_time or datetime.now(UTC)
-        with self._queue.use() as sender:
-            sender.schedule_messages(to_sdk(message), at)
+        self._queue.run(lambda sender, timeout: sender.schedule_messages(to_sdk(message), at, timeout=timeout))
 
     def enqueue(self, messages: Iterable[Outbound]) -> int:
         """Send commands in as few SDK batches as fit; return how many were sent."""
         sent = 0
-        with self._queue.use() as sender:
-            batch = sender.create_message_batch()
-            for message in messages:
-                sdk_message = to_sdk(message)
-                try:
-                    batch.add_message(sdk_message)
-                except ValueError:  # MessageSizeExceededError: this batch is full
-                    sender.send_messages(batch)
-                    batch = sender.create_message_batch()
-                    batch.add_message(sdk_message)
-                sent += 1
-            if len(batch):
-                sender.send_messages(batch)
+        iterator = iter(messages)
+        while chunk := list(itertools.islice(iterator, ENQUEUE_CHUNK)):
+            sent += self._queue.run(functools.partial(_send_batched, messages=chunk))
         return sent
 
     def close(self) -> None:
         self._queue.close()
         self._topic.close()
         self._client.close()
+
+
+def _send_batched(sender: ServiceBusSender, timeout: float, messages: list[Outbound]) -> int:
+    sent = 0
+    batch = sender.create_message_batch()
+    for message in messages:
+        sdk_message = to_sdk(message)
+        try:
+            batch.add_message(sdk_message)
+        except ValueError:  # MessageSizeExceededError: this batch is full
+            sender.send_messages(batch, timeout=timeout)
+            batch = sender.create_message_batch()
+            batch.add_message(sdk_message)
+        sent += 1
+    if len(batch):
+        sender.send_messages(batch, timeout=timeout)
+    return sent

@@ -45,12 +45,13 @@ def test_command_changes_batch_and_publishes_its_outcome(
     event = outcomes.wait("ok-1", "succeeded")
     assert state(host, "e2e-ok", "t1") == "completed"
     assert (event["httpStatus"], event["requestedBy"], event["attempt"]) == (204, "e2e", 1)
-    properties = outcomes.properties["ok-1#1"]
+    properties = outcomes.properties["ok-1"]  # a terminal outcome's message id is the commandId
     assert properties["correlation_id"] == "ok-1"
     assert properties["subject"] == "terminateTask"
     assert properties["content_type"] == "application/json"
     assert properties["application_properties"]["decision"] == "succeeded"
     assert properties["application_properties"]["jobId"] == "e2e-ok"
+    assert properties["application_properties"]["dryRun"] is False
 
 
 def test_invalid_and_refused_commands_are_dead_lettered_with_reasons(

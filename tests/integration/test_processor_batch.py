@@ -18,8 +18,8 @@ import pytest
 
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
-from shared.messages import read_attempt
-from shared.processor import Processor, Received, Result
+from shared.messages import Received, read_attempt
+from shared.processor import Processor, Result
 from shared.runtime import Runtime
 from tests.support import MemoryBus, product_env
 from tests.unit.test_policy import ACTIONS as DESIGN_ACTIONS
@@ -34,13 +34,13 @@ class Harness:
 
     def send(self, body: dict[str, Any] | bytes, message_id: str = "msg-1") -> Result:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self.processor.process(Received(raw, message_id))
+        return self.processor.process(Received.read(raw, message_id))
 
     def redeliver_scheduled(self) -> Result:
         """Deliver the oldest scheduled retry copy, as Service Bus would when it falls due."""
         copy = self.bus.scheduled.pop(0)
         attempt = read_attempt({k: str(v) for k, v in copy.application_properties.items()})
-        return self.processor.process(Received(copy.body, copy.message_id, attempt))
+        return self.processor.process(Received.read(copy.body, copy.message_id, {"attempt": attempt}))
 
     def last_event(self) -> dict[str, Any]:
         return self.bus.events()[-1]

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 import schemas
 from shared.batch_client import BatchAnswer, BatchError
+from shared.messages import Received
 from shared.outcome import Outcome
-from shared.processor import Processor, Received
+from shared.processor import Processor
 from tests.unit.helpers import NOW, FakeBatch, FakeBus, SchemaValidator, answer, make_settings
 
 VALIDATOR: Final = SchemaValidator(schemas.OUTCOME)
@@ -253,7 +254,7 @@ def test_every_event_the_processor_publishes_validates(
     data, batch, attempt = scenario
     bus = FakeBus()
     processor = Processor(make_settings(), batch, bus, clock=lambda: NOW, rng=random.Random(seed))
-    result = processor.process(Received(json.dumps(data).encode(), "msg-1", attempt))
+    result = processor.process(Received.read(json.dumps(data).encode(), "msg-1", {"attempt": attempt}))
     assert len(bus.published) == 1
     event = json.loads(bus.published[0].body)
     assert_valid(event)
@@ -265,7 +266,7 @@ def test_every_event_the_processor_publishes_validates(
 @given(st.binary(max_size=200), st.none() | st.text(min_size=1, max_size=40))
 def test_the_event_for_any_invalid_message_validates(raw: bytes, message_id: str | None) -> None:
     bus = FakeBus()
-    Processor(make_settings(), FakeBatch(), bus, clock=lambda: NOW).process(Received(raw, message_id))
+    Processor(make_settings(), FakeBatch(), bus, clock=lambda: NOW).process(Received.read(raw, message_id))
     assert_valid(json.loads(bus.published[0].body))
 
 
@@ -279,7 +280,7 @@ def test_message_properties_of_a_dead_letter() -> None:
         dead_letter_reason="TaskNotFound",
         attempt=3,
     ).message()
-    assert message.message_id == "cmd-1#3"
+    assert message.message_id == "cmd-1"
     assert message.correlation_id == "cmd-1"
     assert message.subject == "terminateTask"
     assert message.content_type == "application/json"
@@ -291,6 +292,7 @@ def test_message_properties_of_a_dead_letter() -> None:
         "taskId": "task-1",
         "account": "prod",
         "errorCode": "TaskNotFound",
+        "dryRun": False,
     }
     assert (
         json.loads(message.body)
@@ -323,7 +325,7 @@ def test_a_success_has_an_empty_error_code_and_terminate_job_an_empty_task() -> 
 def test_an_invalid_command_has_subject_invalid_and_empty_properties() -> None:
     message = DIRECT_CASES["deadLetter invalid command"].message()
     assert message.subject == "invalid"
-    assert message.message_id == "sha256-0123456789abcdef0123456789abcdef#1"
+    assert message.message_id == "sha256-0123456789abcdef0123456789abcdef"
     assert dict(message.application_properties) == {
         "decision": "deadLetter",
         "action": "",
@@ -331,15 +333,52 @@ def test_an_invalid_command_has_subject_invalid_and_empty_properties() -> None:
         "taskId": "",
         "account": "",
         "errorCode": "InvalidCommand",
+        "dryRun": False,
     }
 
 
-def test_the_message_id_repeats_for_a_repeated_attempt_and_differs_between_attempts() -> None:
-    assert outcome(attempt=2).message().message_id == outcome(attempt=2, decision="alreadyDone").message().message_id
-    assert outcome(attempt=2).message().message_id != outcome(attempt=3).message().message_id
+@pytest.mark.parametrize("decision", ["succeeded", "alreadyDone", "deadLetter"])
+def test_a_terminal_outcome_has_one_message_id_whatever_the_attempt(decision: str) -> None:
+    ids = {outcome(attempt=attempt, decision=decision).message().message_id for attempt in (1, 2, 8)}
+    assert ids == {"cmd-1"}
 
 
-def test_the_body_is_compact_utf8_json() -> None:
-    body = outcome(requested_by="Zoë").message().body
-    assert "Zoë".encode() in body
+def test_terminal_decisions_of_one_command_share_the_id_so_the_topic_drops_the_second() -> None:
+    first = outcome(attempt=1, decision="succeeded").message().message_id
+    assert outcome(attempt=3, decision="alreadyDone").message().message_id == first
+
+
+def test_each_retry_event_has_the_attempt_in_its_id() -> None:
+    ids = [outcome(attempt=attempt, decision="retry").message().message_id for attempt in (1, 2, 3)]
+    assert ids == ["cmd-1#1", "cmd-1#2", "cmd-1#3"]
+    assert (
+        outcome(attempt=1, decision="retry").message().message_id != outcome(decision="succeeded").message().message_id
+    )
+
+
+def test_a_dry_run_never_shares_an_id_with_the_real_run() -> None:
+    real = {outcome(decision=d, attempt=1).message().message_id for d in ("succeeded", "retry")}
+    dry = {outcome(decision=d, attempt=1, dry_run=True).message().message_id for d in ("succeeded", "retry")}
+    assert dry == {"cmd-1#dryRun", "cmd-1#dryRun#1"}
+    assert not real & dry
+
+
+def test_a_dry_run_says_so_in_a_property_a_filter_can_read() -> None:
+    predicted = outcome(decision="deadLetter", dead_letter_reason="TaskNotFound", dry_run=True).message()
+    assert predicted.application_properties["dryRun"] is True
+    assert predicted.application_properties["decision"] == "deadLetter"
+
+
+def test_the_longest_ids_fit_the_service_bus_limit() -> None:
+    longest = "c" * 100
+    for decision, dry_run in (("succeeded", True), ("retry", True), ("retry", False)):
+        message_id = outcome(command_id=longest, decision=decision, attempt=100, dry_run=dry_run).message().message_id
+        assert len(message_id) <= 128
+
+
+def test_the_body_is_compact_ascii_json_that_keeps_any_text() -> None:
+    body = outcome(requested_by="Zoë \ud800").message().body
+    assert body.isascii()
+    assert json.loads(body)["requestedBy"] == "Zoë \ud800"
+    assert b": " not in body
     assert b": " not in body

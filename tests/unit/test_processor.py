@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import pytest
 
-from shared.messages import Outbound
-from shared.processor import MAX_DESCRIPTION_BYTES, Processor, Received, Result
+from shared.messages import Outbound, Received
+from shared.processor import MAX_DESCRIPTION_BYTES, Processor, Result
 from tests.unit.helpers import NOW, FakeBatch, FakeBus, answer, make_settings
 
 BASE: Final = 5.0
@@ -37,7 +37,7 @@ def run(
     bus = bus or FakeBus()
     processor = Processor(make_settings(**settings), batch, bus, clock=lambda: NOW, rng=random.Random(seed))
     raw = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return processor.process(Received(body=raw, message_id=message_id, attempt=attempt)), batch, bus
+    return processor.process(Received.read(raw, message_id, {"attempt": attempt})), batch, bus
 
 
 def terminate_task(**fields: Any) -> dict[str, Any]:
@@ -66,10 +66,12 @@ def test_an_invalid_message_is_dead_lettered_with_every_problem_and_no_batch_cal
     assert event["decision"] == "deadLetter"
     assert event["deadLetterReason"] == "InvalidCommand"
     assert event["commandId"] == "msg-1"
-    assert (event["action"], event["jobId"], event["account"]) == (None, None, None)
+    # The fields that did parse are kept, so a subscriber can tell whose command it was.
+    assert (event["action"], event["jobId"], event["account"]) == ("terminateTask", None, "prod")
     assert "jobId 'bad id' is invalid" in event["detail"]
     message = bus.published[0]
-    assert message.subject == "invalid"
+    assert message.subject == "terminateTask"
+    assert message.message_id == "msg-1"
     assert message.application_properties["errorCode"] == "InvalidCommand"
 
 
@@ -85,7 +87,7 @@ def test_a_body_in_data_sections_is_joined() -> None:
     batch, bus = FakeBatch(), FakeBus()
     processor = Processor(make_settings(), batch, bus, clock=lambda: NOW)
     sections = [b'{"action":"terminateJob",', b'"jobId":"job-1"}']
-    result = processor.process(Received(body=iter(sections), message_id="m-1"))
+    result = processor.process(Received.read(iter(sections), "m-1"))
     assert result.settlement.kind == "complete"
     assert batch.executed[0].job_id == "job-1"
 
@@ -93,16 +95,16 @@ def test_a_body_in_data_sections_is_joined() -> None:
 def test_a_body_that_is_no_data_section_is_an_invalid_command() -> None:
     bus = FakeBus()
     processor = Processor(make_settings(), FakeBatch(), bus, clock=lambda: NOW)
-    result = processor.process(Received(body={"amqp": "value"}, message_id=None))
+    result = processor.process(Received.read({"amqp": "value"}, None))
     assert (result.settlement.kind, result.settlement.reason) == ("deadletter", "InvalidCommand")
-    assert only_event(bus)["commandId"].startswith("sha256-")
+    assert only_event(bus)["commandId"].startswith("invalid:")
 
 
 def test_an_invalid_message_without_message_id_gets_a_stable_fingerprint() -> None:
     first, _, bus_a = run(b"nope", message_id=None)
     second, _, bus_b = run(b"nope", message_id=None)
     assert first.outcome.command_id == second.outcome.command_id
-    assert first.outcome.command_id.startswith("sha256-")
+    assert first.outcome.command_id.startswith("invalid:")
     assert bus_a.published[0].message_id == bus_b.published[0].message_id
 
 
@@ -124,7 +126,7 @@ def test_success_completes_and_publishes_succeeded() -> None:
     event = only_event(bus)
     assert (event["decision"], event["httpStatus"], event["requestedBy"]) == ("succeeded", 204, "oncall@contoso")
     assert event["retryAt"] is None
-    assert bus.published[0].message_id == "cmd-1#1"
+    assert bus.published[0].message_id == "cmd-1"
 
 
 @pytest.mark.parametrize(
