@@ -22,6 +22,7 @@ from local.http_server import FunctionsHttpServer
 from local.outcomes import OutcomeListener, event_of
 from local.queue_driver import QueueDriver
 from local.timers import TimerScheduler
+from shared.config import SETTINGS
 from shared.runtime import Runtime, set_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,8 @@ class LocalHost:
         )
         if "identity_secret" in endpoints:
             values["IDENTITY_HEADER"] = endpoints["identity_secret"]
+        # As with Core Tools, a product setting already in the process environment wins over the file.
+        values.update({name: os.environ[name] for name in SETTINGS if name in os.environ and name in values})
         values.update(self.overrides)
         return values
 
