@@ -89,7 +89,7 @@ def outcome(n: int = 0) -> Outbound:
 
 def timed(call: object) -> float:
     started = time.monotonic()
-    with pytest.raises(DeadlineExceeded, match="did not finish within 0.5 s"):
+    with pytest.raises(DeadlineExceeded, match=r"did not finish within 0\.5 s"):
         call()  # type: ignore[operator]
     return time.monotonic() - started
 
