@@ -3,6 +3,9 @@
 Written from the documented schema (MicrosoftDocs/azure-monitor-docs, alerts-common-schema.md, and
 the reference in functions-servicebus.md section 7): essentials, alertContext per signal type, and the
 alert rule's customProperties. Each builder returns a fresh dict so tests can bend one field.
+The shapes (our own values, not Microsoft's) follow
+https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-common-schema and
+https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-payload-samples.
 """
 
 from __future__ import annotations
@@ -136,8 +139,35 @@ def log_search_v1(custom: Json | None, rows: list[list[Any]], columns: list[str]
     }
 
 
-def log_search_v2(custom: Json | None, dimension_sets: list[list[tuple[str, str]]]) -> Json:
-    """A log search alert, API version 2021-08-01 ("Log Alerts V2"): one allOf entry per dimension combination."""
+def log_search_v1_metric_measurement(
+    custom: Json | None, fired: list[tuple[str, str]], columns: list[str], rows: list[list[Any]]
+) -> Json:
+    """A log search v1 *metric measurement* alert: ``Dimensions`` is the combination that fired, while
+    ``SearchResults`` holds the complete results, rows of the other combinations included."""
+    payload = log_search_v1(custom, rows, columns)
+    context = payload["data"]["alertContext"]
+    context["SearchQuery"] = (
+        "BatchTaskLogs | summarize AggregatedValue = max(RunningMinutes) by bin(TimeGenerated, 5m), JobId, TaskId"
+    )
+    context["AlertType"] = "Metric measurement"
+    context["Threshold"] = 600
+    context["Dimensions"] = [{"name": name, "value": value} for name, value in fired]
+    context["AffectedConfigurationItems"] = ["batch-node-07"]
+    # "ResultCount: for metric measurement rules, the number of records that match the dimension combination"
+    context["ResultCount"] = sum(
+        all(name in columns and row[columns.index(name)] == value for name, value in fired) for row in rows
+    )
+    del context["IncludeSearchResults"]
+    return payload
+
+
+def log_search_v2(
+    custom: Json | None, dimension_sets: list[list[tuple[str, str]]], context_properties: Json | None = None
+) -> Json:
+    """A log search alert, API version 2021-08-01 ("Log Alerts V2"): one allOf entry per dimension combination.
+
+    ``context_properties`` goes to ``alertContext.properties``, where Microsoft's own v2 sample puts the
+    rule's custom properties."""
     return {
         "schemaId": "azureMonitorCommonAlertSchema",
         "data": {
@@ -150,7 +180,7 @@ def log_search_v2(custom: Json | None, dimension_sets: list[list[tuple[str, str]
                 target=WORKSPACE_ID,
             ),
             "alertContext": {
-                "properties": {},
+                "properties": {} if context_properties is None else context_properties,
                 "conditionType": "LogQueryCriteria",
                 "condition": {
                     "windowSize": "PT10M",

@@ -34,7 +34,7 @@ def bent(path: list[str], value: Any) -> dict[str, Any]:
         (b"", "not valid JSON"),
         (b"alertId=1&monitorCondition=Fired", "not valid JSON"),
         (b"\xff\xfe{}", "not UTF-8"),
-        (b"[1, 2]", "must be a JSON object, not list"),
+        (b"[1, 2]", "payload must be a JSON object, not an array"),
         (bent(["schemaId"], "Microsoft.Insights/activityLogs"), "schemaId is 'Microsoft.Insights/activityLogs'"),
         (bent(["schemaId"], ...), "expected 'azureMonitorCommonAlertSchema'"),
         (bent(["data"], ...), "data must be a JSON object"),
