@@ -256,5 +256,8 @@ def _outcome_line(event: dict[str, Any]) -> str:
         f"retryAt={event['retryAt']}" if event.get("retryAt") else None,
         "(dry run)" if event.get("dryRun") else None,
     ]
+    if event.get("httpStatus") is None and event.get("decision") == "deadLetter":
+        # Batch was never called (an invalid message): say which message and what is wrong with it.
+        details += [f"commandId={event.get('commandId')}", f"- {str(event.get('detail') or '')[:300]}"]
     tail = " ".join(part for part in details if part)
     return f"outcome  {event.get('decision', '?'):<11} {event.get('action') or '-':<14} {target:<28} {tail}"
