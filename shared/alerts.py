@@ -1,4 +1,4 @@
-"""Alert remediation: turn an Azure Monitor common-schema alert into lifecycle commands (DESIGN.md section 6).
+"""Alert remediation: turn an Azure Monitor common-schema alert into commands (docs/design.md, "Retention and alerts").
 
 The alert rule says what to do in its custom properties (``batchAction``, ``batchAccount``, ``batchJobId``,
 ``batchTaskId``, ``batchReason``), found in ``data.customProperties`` and, for metric and log search v2

@@ -55,7 +55,7 @@ SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
     "RETENTION_DRY_RUN": ("false", "Report what would be deleted without enqueuing commands"),
     "ALERT_ALLOWED_ACTIONS": ("terminateTask,reactivateTask", "Actions an alert may trigger (comma-separated)"),
     "ALERT_MAX_COMMANDS": ("100", "Most commands one alert may enqueue; a larger alert is refused with 400"),
-    "SERVICEBUS_TIMEOUT_SECONDS": ("5", "Time limit of each Service Bus send, schedule, cancel or settlement"),
+    "SERVICEBUS_TIMEOUT_SECONDS": ("5", "Time limit of each Service Bus send, schedule or settlement"),
 }
 
 # Settings that belong to one environment only. Azure: the identity-based connection and the managed

@@ -1,4 +1,4 @@
-"""The outcome event: one per decision, published to the outcome topic (DESIGN.md section 5)."""
+"""The outcome event: one per decision, published to the outcome topic (docs/design.md, "Outcome events")."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ class Processor:
             return self._retry(command, attempt, answer, self._policy.decide(command.action, None, TRANSPORT_ERROR))
 
     def _unfinished(self, received: Received, exc: Exception) -> Result:
-        """Dead-letter without an outcome event: what failed is the code that builds and sends one."""
+        """Dead-letter ``ProcessingFailed``, with an outcome event if one can still be published."""
         description = f"the function failed on this message ({type(exc).__name__}); redrive it after a fix"
         outcome = Outcome(
             command_id=received.message_id or received.fingerprint,
@@ -119,6 +119,10 @@ class Processor:
             detail=description,
         )
         settlement = Settlement("deadletter", "ProcessingFailed", description)
+        try:  # the outcome may still go out; the dead-letter does not depend on it
+            self._bus.publish(outcome.message())
+        except Exception as publish_failure:
+            log.warning("no outcome for %s (%s)", outcome.command_id, type(publish_failure).__name__)
         return Result(settlement, outcome, {"commandId": outcome.command_id, "settlement": "deadletter"})
 
     def _parse(self, received: Received) -> Command:
@@ -183,9 +187,12 @@ class Processor:
             return self._dead_letter(command, attempt, answer, "RetriesExhausted", description)
         delay = retry_delay(attempt, self._settings.base_delay, self._settings.max_delay, answer.retry_after, self._rng)
         retry_at = self._clock() + timedelta(seconds=delay)
+        # Its own id per attempt (a dry run's apart from the real run's), so the queue's duplicate
+        # detection drops only a second copy of the same attempt.
+        base = f"{command.command_id}#dryRun" if command.dry_run else command.command_id
         copy = Outbound(
             body=command.to_json(),
-            message_id=f"{command.command_id}#{attempt + 1}",
+            message_id=f"{base}#{attempt + 1}",
             subject=command.action,
             application_properties={ATTEMPT_PROPERTY: attempt + 1, COMMAND_ID_PROPERTY: command.command_id},
             correlation_id=command.command_id,

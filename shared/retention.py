@@ -1,4 +1,4 @@
-"""Retention cleanup: enqueue one deleteTask command per old completed task (DESIGN.md section 6).
+"""Retention cleanup: enqueue one deleteTask command per old completed task (docs/design.md, "Retention and alerts").
 
 Everything streams. Job and task listings are read one page at a time (the server filters and trims
 them with ``$filter`` and ``$select``), commands are generated lazily and sent in fixed-size chunks, so

@@ -13,6 +13,7 @@ import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
@@ -86,10 +87,12 @@ class _SenderPool:
         return self._factory()  # no network: the link opens on the sender's first operation
 
     def close(self) -> None:
+        """Close the idle senders side by side: each close waits for the peer's detach."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for sender in idle:
-            _close(sender)
+        if idle:
+            with ThreadPoolExecutor(len(idle), thread_name_prefix="sender-close") as closing:
+                closing.map(_close, idle)
 
 
 def _close(sender: ServiceBusSender) -> None:

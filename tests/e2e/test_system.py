@@ -1,4 +1,4 @@
-"""Every decision path of DESIGN.md sections 3-5, observed from outside the running system."""
+"""Every decision path (docs/design.md, "Decision policy" to "Outcome events"), seen from outside the running system."""
 
 from __future__ import annotations
 

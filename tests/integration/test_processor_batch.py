@@ -380,7 +380,7 @@ def job_state(batch: BatchEmulator, job_id: str) -> str | None:
     return None if job is None else str(job["state"])
 
 
-# --- every code row of DESIGN.md section 3, for every action, through real HTTP ----------------
+# --- every code row of the decision table (docs/design.md, "Decision policy"), for every action, through real HTTP
 
 EVERY_CODE_CELL = [
     pytest.param(action, status, code, cell, id=f"{code}-{action}")

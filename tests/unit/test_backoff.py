@@ -1,4 +1,4 @@
-"""Retry delays (DESIGN.md section 4): exponential backoff, full jitter, Retry-After as a floor."""
+"""Retry delays (docs/design.md, "Guarantees"): exponential backoff, full jitter, Retry-After as a floor."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reading Batch answers and building Batch calls (shared/batch_client.py), without a network.
 
-The bodies are shaped like the real service's (../shared/reference/batch-rest.md section 3.1):
+The bodies are shaped like the real service's (learn.microsoft.com/rest/api/batchservice/batch-status-and-error-codes):
 ``odata.metadata``, a ``message`` object whose value ends in "\\nRequestId:...\\nTime:...", ``values``.
 """
 

@@ -1,4 +1,4 @@
-"""The command contract (DESIGN.md section 2): shared/contract.py and schemas/command.schema.json."""
+"""The command contract (docs/design.md, "Command contract"): shared/contract.py and schemas/command.schema.json."""
 
 from __future__ import annotations
 

@@ -201,6 +201,16 @@ def test_a_defect_after_deciding_dead_letters_processing_failed(monkeypatch: pyt
     result = processor.process(Received.read(encoded({**VALID, "commandId": "c"}), "m"))
     assert (result.settlement.kind, result.settlement.reason) == ("deadletter", "ProcessingFailed")
     assert "RuntimeError" in (result.settlement.description or "")
+    (event,) = processor._bus.events()  # type: ignore[attr-defined]
+    assert (event["commandId"], event["deadLetterReason"]) == ("m", "ProcessingFailed")
+
+
+def test_a_dry_run_retry_copy_never_shares_an_id_with_the_real_runs_copy() -> None:
+    batch, bus = FakeBatch(job_answer=answer(503, "ServerBusy")), FakeBus()
+    Processor(make_settings(), batch, bus, clock=lambda: NOW).process(
+        Received.read(encoded({**VALID, "commandId": "c", "dryRun": True}), "m")
+    )
+    assert [copy.message_id for copy in bus.scheduled] == ["c#dryRun#2"]
 
 
 # ---------------------------------------------------------------- exactly one terminal outcome

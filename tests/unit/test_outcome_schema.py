@@ -1,4 +1,4 @@
-"""The outcome event (DESIGN.md section 5): Outcome.event() against schemas/outcome.schema.json,
+"""The outcome event (docs/design.md, "Outcome events"): Outcome.event() against schemas/outcome.schema.json,
 and the topic message's properties."""
 
 from __future__ import annotations

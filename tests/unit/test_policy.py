@@ -1,6 +1,7 @@
-"""The decision policy, checked against DESIGN.md section 3 as written there.
+"""The decision policy, checked against the design's decision table (docs/design.md, "Decision policy").
 
-The table below is transcribed from DESIGN.md by hand, not derived from shared/policy.py: if the
+The table below is an independent copy, transcribed by hand from the design's decision table as documented
+in docs/design.md ("Decision policy") and the README, not derived from shared/policy.py: if the
 code's table drifts from the design, these tests fail. A "—" cell in the design means the answer is
 not expected for that action and falls through to the status rows (deadLetter for a 4xx).
 """

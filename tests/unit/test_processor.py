@@ -1,6 +1,6 @@
 """Processing one command (shared/processor.py) with in-memory stand-ins of BatchApi and Bus.
 
-DESIGN.md section 4: call Batch -> decide -> (schedule retry copy) -> publish outcome -> settle;
+docs/design.md, "Guarantees": call Batch -> decide -> (schedule retry copy) -> publish outcome -> settle;
 anything failing after the Batch call abandons the message.
 """
 
@@ -346,7 +346,7 @@ def task_state(state: str, exit_code: int | None = None, result: str | None = No
 @pytest.mark.parametrize(
     ("action", "batch", "decision"),
     [
-        # The job's state decides first (DESIGN.md section 3 decides the predicted answer).
+        # The job's state decides first (the table of docs/design.md, "Decision policy", decides the predicted answer).
         ("terminateTask", job_state("completed"), "alreadyDone"),
         ("terminateTask", job_state("terminating"), "alreadyDone"),
         ("terminateTask", job_state("deleting"), "alreadyDone"),
