@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from emulators.batch.errors import BatchApiError, ControlError
+from emulators.batch.timefmt import parse_iso
 
 if TYPE_CHECKING:
     from emulators.batch.emulator import BatchEmulator
@@ -37,6 +38,8 @@ _JOB_FIELDS = {
     "creationTime": "creation_time",
     "stateTransitionTime": "state_transition_time",
     "terminateReason": "terminate_reason",
+    "previousState": "previous_state",
+    "previousStateTransitionTime": "previous_state_transition_time",
 }
 _FAULT_FIELDS = {
     "operation": "operation",
@@ -73,6 +76,8 @@ class AdminApi:
             ("DELETE", ("faults",)): self._clear_faults,
             ("POST", ("jobs",)): self._seed_job,
             ("GET", ("jobs", "*")): self._get_job,
+            ("POST", ("jobs", "*", "state")): self._set_job_state,
+            ("GET", ("jobs", "*", "taskcounts")): self._task_counts,
             ("POST", ("jobs", "*", "tasks")): self._seed_tasks,
             ("GET", ("jobs", "*", "tasks", "*")): self._get_task,
             ("POST", ("jobs", "*", "tasks", "*", "prepare")): self._prepare_task,
@@ -128,11 +133,33 @@ class AdminApi:
         return 200, {}
 
     def _seed_job(self, ids: list[str], body: Json) -> tuple[int, Any]:
-        fields = dict(body)
-        job_id = fields.pop("id", None)
-        if not isinstance(job_id, str):
-            raise ValueError("'id' is required")
-        return 201, self.emulator.seed_job(job_id, **_renamed(fields, _JOB_FIELDS))
+        """One job (answered with its JSON), or `{"value": [jobs]}` (answered with the count). A job
+        may carry `tasks`, a list of task seeds."""
+        if "value" in body:
+            jobs = body["value"]
+            if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+                raise ValueError("'value' must be a list of job objects")
+            return 201, {"count": self.emulator.seed_jobs([_job_spec(job) for job in jobs])}
+        spec = _job_spec(body)
+        job_id = spec.pop("id")
+        tasks = spec.pop("tasks", None)
+        seeded = self.emulator.seed_job(job_id, **spec)
+        if tasks:
+            self.emulator.seed_tasks(job_id, tasks)
+        return 201, seeded
+
+    def _set_job_state(self, ids: list[str], body: Json) -> tuple[int, Any]:
+        fields = _renamed(body, {"state": "state", "stateTransitionTime": "state_transition_time"})
+        if not isinstance(fields.get("state"), str):
+            raise ValueError("'state' is required")
+        when = fields.get("state_transition_time")
+        moment = parse_iso(when) if isinstance(when, str) else None
+        if when is not None and moment is None:
+            raise ValueError("'stateTransitionTime' must be an ISO 8601 string")
+        return 200, self.emulator.set_job_state(ids[0], fields["state"], state_transition_time=moment)
+
+    def _task_counts(self, ids: list[str], body: Json) -> tuple[int, Any]:
+        return _found(self.emulator.get_task_counts(ids[0]))
 
     def _get_job(self, ids: list[str], body: Json) -> tuple[int, Any]:
         return _found(self.emulator.get_job(ids[0]))
@@ -153,6 +180,21 @@ class AdminApi:
 
     def _complete_task(self, ids: list[str], body: Json) -> tuple[int, Any]:
         return 200, self.emulator.complete_task(ids[0], ids[1], exit_code=int(body.get("exitCode", 0)))
+
+
+def _job_spec(body: Json) -> Json:
+    """A camelCase job seed (optionally with `tasks`) as the keywords of `BatchEmulator.seed_jobs`."""
+    fields = dict(body)
+    job_id = fields.pop("id", None)
+    if not isinstance(job_id, str):
+        raise ValueError("'id' is required")
+    tasks = fields.pop("tasks", None)
+    spec = {"id": job_id, **_renamed(fields, _JOB_FIELDS)}
+    if tasks is not None:
+        if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
+            raise ValueError("'tasks' must be a list of task objects")
+        spec["tasks"] = [_renamed(task, _TASK_FIELDS) for task in tasks]
+    return spec
 
 
 def _found(resource: Json | None) -> tuple[int, Any]:

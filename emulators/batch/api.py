@@ -225,6 +225,12 @@ def delete_job(store: Store, call: Call) -> Reply:
     return Reply(202, [])
 
 
+def get_job_task_counts(store: Store, call: Call) -> Reply:
+    # The documented answer headers are request-id and client-request-id only: no ETag, no Last-Modified.
+    counts = store.get_task_counts(call.job_id)
+    return Reply(200, [], {"odata.metadata": metadata(call.base_url, "taskcounts", single=True), **counts})
+
+
 OPERATIONS: dict[str, Operation] = {
     "getTask": get_task,
     "listTasks": list_tasks,
@@ -240,4 +246,5 @@ OPERATIONS: dict[str, Operation] = {
     "listJobs": list_jobs,
     "terminateJob": terminate_job,
     "deleteJob": delete_job,
+    "getJobTaskCounts": get_job_task_counts,
 }

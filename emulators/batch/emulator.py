@@ -89,11 +89,16 @@ class BatchEmulator(BackgroundHttpServer):
         *,
         state: str = "active",
         pool_id: str = "emulator-pool",
-        creation_time: datetime | None = None,
-        state_transition_time: datetime | None = None,
+        creation_time: datetime | str | None = None,
+        state_transition_time: datetime | str | None = None,
         terminate_reason: str | None = None,
+        previous_state: str | None = None,
+        previous_state_transition_time: datetime | str | None = None,
     ) -> Json:
-        """Create (or replace) a job in any state. Seeded `terminating`/`deleting` states persist."""
+        """Create (or replace) a job in any state. Seeded `terminating`/`deleting` states persist.
+
+        A job seeded in a state other than `active` gets a `previousState` (the state it most plausibly
+        came from, unless given) dated at its creation (unless given)."""
         self.store.seed_job(
             job_id,
             state=state,
@@ -101,8 +106,28 @@ class BatchEmulator(BackgroundHttpServer):
             creation_time=creation_time,
             state_transition_time=state_transition_time,
             terminate_reason=terminate_reason,
+            previous_state=previous_state,
+            previous_state_transition_time=previous_state_transition_time,
         )
         return self._job_view(job_id)
+
+    def seed_jobs(self, jobs: Iterable[Mapping[str, Any]]) -> int:
+        """Bulk seed: each mapping has `id` plus any keyword of `seed_job`, and optionally `tasks` (task
+        mappings as for `seed_tasks`). One lock for the whole batch; returns the number of jobs."""
+        return self.store.seed_jobs(jobs)
+
+    def set_job_state(self, job_id: str, state: str, *, state_transition_time: datetime | None = None) -> Json:
+        """Change an existing job's state (as of `state_transition_time`, default now). The old state and
+        its time become `previousState` / `previousStateTransitionTime`. No timed transition follows."""
+        self.store.set_job_state(job_id, state, state_transition_time)
+        return self._job_view(job_id)
+
+    def get_task_counts(self, job_id: str) -> Json | None:
+        """The job's Get Task Counts body (`taskCounts`, `taskSlotCounts`), or None without such a job."""
+        try:
+            return self.store.get_task_counts(job_id)
+        except BatchApiError:
+            return None
 
     def seed_task(
         self,

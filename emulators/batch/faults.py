@@ -25,6 +25,7 @@ OPERATIONS = frozenset(
         "listJobs",
         "terminateJob",
         "deleteJob",
+        "getJobTaskCounts",
     }
 )
 ANY_OPERATION = "*"

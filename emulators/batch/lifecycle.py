@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TypeGuard
 
 from emulators.batch.errors import BatchApiError, ControlError
-from emulators.batch.odata_filter import TASK_STATES
+from emulators.batch.odata_filter import JOB_STATES, TASK_STATES
 from emulators.batch.timefmt import format_iso, parse_iso
 
 Json = dict[str, Any]
@@ -209,7 +209,56 @@ def _seed_body(task_id: str, spec: Mapping[str, Any]) -> Json:
     return body
 
 
+# The state a seeded job most plausibly came from, for its `previousState` (an active job has none:
+# the service leaves previousState unset while a job is in its initial active state).
+_SEEDED_PREDECESSOR = {
+    "disabling": "active",
+    "disabled": "disabling",
+    "enabling": "disabled",
+    "terminating": "active",
+    "completed": "terminating",
+    "deleting": "active",
+}
+
+
+def seeded_job(spec: Mapping[str, Any], now: str) -> Json:
+    """Build a job in any state from a seed spec (see Store.seed_jobs for the keys)."""
+    job_id = spec.get("id")
+    if not is_valid_id(job_id):
+        raise ControlError(f"invalid job id {job_id!r}")
+    state = spec.get("state") or "active"
+    if state not in JOB_STATES:
+        raise ControlError(f"unknown job state {state!r}")
+    transitioned = _optional_time(spec.get("state_transition_time"))
+    # A job cannot change state before it exists: without an explicit creation time, a past
+    # transition time also dates the creation.
+    created = _seed_time(spec.get("creation_time"), min(now, transitioned) if transitioned else now)
+    pool_id = spec.get("pool_id") or "emulator-pool"
+    data = new_job({"id": job_id, "poolInfo": {"poolId": str(pool_id)}}, state, created, transitioned or created)
+    previous = spec.get("previous_state", _SEEDED_PREDECESSOR.get(state))
+    if previous is not None:
+        if previous not in JOB_STATES:
+            raise ControlError(f"unknown job state {previous!r}")
+        data["previousState"] = previous
+        data["previousStateTransitionTime"] = _seed_time(spec.get("previous_state_transition_time"), created)
+    reason = spec.get("terminate_reason")
+    if reason is not None or state == "completed":
+        info = {**data["executionInfo"], "endTime": data["stateTransitionTime"]}
+        if reason is not None:
+            info["terminateReason"] = str(reason)
+        data["executionInfo"] = info
+    return data
+
+
+def _optional_time(value: datetime | str | None) -> str | None:
+    return None if value is None else _seed_time(value, "")
+
+
 def _seed_time(value: datetime | str | None, default: str) -> str:
     if value is None:
         return default
-    return format_iso(value if isinstance(value, datetime) else parse_iso(value))
+    if isinstance(value, datetime):
+        return format_iso(value)
+    if isinstance(value, str):
+        return format_iso(parse_iso(value))
+    raise ValueError(f"not a timestamp: {value!r}")

@@ -26,6 +26,7 @@ ROUTES: dict[tuple[str, ...], dict[str, str]] = {
     ("jobs",): {"GET": "listJobs", "POST": "addJob"},
     ("jobs", "*"): {"GET": "getJob", "DELETE": "deleteJob"},
     ("jobs", "*", "terminate"): {"POST": "terminateJob"},
+    ("jobs", "*", "taskcounts"): {"GET": "getJobTaskCounts"},
     ("jobs", "*", "tasks"): {"GET": "listTasks", "POST": "addTask"},
     ("jobs", "*", "addtaskcollection"): {"POST": "addTaskCollection"},
     ("jobs", "*", "tasks", "*"): {"GET": "getTask", "PUT": "updateTask", "DELETE": "deleteTask"},

@@ -18,13 +18,13 @@ from emulators.batch.conditions import NO_CONDITIONS, Conditions
 from emulators.batch.errors import BatchApiError, ControlError
 from emulators.batch.lifecycle import (
     finish_run,
-    is_valid_id,
     make_subtasks,
     mirror_subtask,
     new_job,
     new_task,
     prepare_run,
     require_id,
+    seeded_job,
     seeded_task,
     start_run,
     terminate_run,
@@ -212,9 +212,7 @@ class Store:
             data = transition(job.data, "terminating", now)
             data["executionInfo"] = {**data["executionInfo"], "terminateReason": reason or "UserTerminate"}
             job.data = self._stamp(data, now)
-            for key, task in list(job.tasks.items()):
-                if task["state"] in ("preparing", "running"):
-                    self._replace_task(job, key, terminate_run(task, now), now)
+            self._terminate_running(job, now)
             self._schedule(job, self.terminate_delay)
             return job.data
 
@@ -227,7 +225,32 @@ class Store:
                 raise BatchApiError("JobBeingDeleted")
             now = format_iso(utcnow())
             job.data = self._stamp(transition(job.data, "deleting", now), now)
+            # While deleting, the service terminates the job's running tasks; then job and tasks go.
+            self._terminate_running(job, now)
             self._schedule(job, self.delete_delay)
+
+    def _terminate_running(self, job: JobRecord, now: str) -> None:
+        for key, task in list(job.tasks.items()):
+            if task["state"] in ("preparing", "running"):
+                self._replace_task(job, key, terminate_run(task, now), now)
+
+    def get_task_counts(self, job_id: str) -> Json:
+        """Task Counts: tasks and their required slots per state; preparing counts as running."""
+        with self._lock:
+            tasks = list(self._job(job_id).tasks.values())
+        names = ("active", "running", "completed", "succeeded", "failed")
+        counts = dict.fromkeys(names, 0)
+        slots = dict.fromkeys(names, 0)
+        for task in tasks:
+            state = task["state"]
+            buckets = ["running" if state == "preparing" else state]
+            if state == "completed":
+                buckets.append("succeeded" if task["executionInfo"].get("result") == "success" else "failed")
+            required = int(task.get("requiredSlots", 1))
+            for bucket in buckets:
+                counts[bucket] += 1
+                slots[bucket] += required
+        return {"taskCounts": counts, "taskSlotCounts": slots}
 
     def _schedule(self, job: JobRecord, delay: float) -> None:
         key = job.data["id"].lower()
@@ -365,46 +388,89 @@ class Store:
         *,
         state: str = "active",
         pool_id: str = "emulator-pool",
-        creation_time: datetime | None = None,
-        state_transition_time: datetime | None = None,
+        creation_time: datetime | str | None = None,
+        state_transition_time: datetime | str | None = None,
         terminate_reason: str | None = None,
+        previous_state: str | None = None,
+        previous_state_transition_time: datetime | str | None = None,
     ) -> Json:
-        if state not in JOB_STATES:
-            raise ControlError(f"unknown job state {state!r}")
-        if not is_valid_id(job_id):
-            raise ControlError(f"invalid job id {job_id!r}")
-        body: Json = {"id": job_id, "poolInfo": {"poolId": pool_id}}
-        created = format_iso(creation_time) if creation_time else None
-        transitioned = format_iso(state_transition_time) if state_transition_time else None
+        spec: Json = {
+            "id": job_id,
+            "state": state,
+            "pool_id": pool_id,
+            "creation_time": creation_time,
+            "state_transition_time": state_transition_time,
+            "terminate_reason": terminate_reason,
+            "previous_state_transition_time": previous_state_transition_time,
+        }
+        if previous_state is not None:  # absent, not None, lets the seed pick the plausible predecessor
+            spec["previous_state"] = previous_state
         with self._lock:
-            data = self._put_job(body, state, created, transitioned)
-            if terminate_reason is not None or state == "completed":
-                info = {**data["executionInfo"], "endTime": data["stateTransitionTime"]}
-                if terminate_reason is not None:
-                    info["terminateReason"] = terminate_reason
-                data["executionInfo"] = info
-            return data
+            self.seed_jobs([spec])
+            return self._jobs[job_id.lower()].data
+
+    def seed_jobs(self, specs: Iterable[Mapping[str, Any]]) -> int:
+        """Create or replace many jobs (each with optional `tasks`) under one lock; returns the job count.
+
+        Every spec is validated before anything is stored, so a bad one changes nothing."""
+        now = format_iso(utcnow())
+        built = [
+            (seeded_job(spec, now), [seeded_task(task, now) for task in spec.get("tasks") or ()]) for spec in specs
+        ]
+        with self._lock:
+            fresh: list[str] = []
+            for data, tasks in built:
+                key = data["id"].lower()
+                record = self._jobs.get(key)
+                if record is None:
+                    record = self._jobs[key] = JobRecord(self._stamp(data, now))
+                    fresh.append(key)
+                else:
+                    record.data = self._stamp(data, now)
+                    record.transition_due = None
+                    self._pending.discard(key)
+                if tasks:
+                    self._put_tasks(record, tasks, now)
+            _insert_sorted(self._job_order, fresh, self._jobs)
+        return len(built)
 
     def seed_tasks(self, job_id: str, specs: Iterable[Mapping[str, Any]]) -> int:
         """Create or replace many tasks under one lock; returns how many were stored."""
         now = format_iso(utcnow())
         built = [seeded_task(spec, now) for spec in specs]
         with self._lock:
-            job = self._job(job_id)
-            fresh = [task["id"].lower() for task in built if task["id"].lower() not in job.tasks]
-            for task in built:
-                key = task["id"].lower()
-                job.tasks[key] = self._stamp(task, now)
-                job.subtasks.pop(key, None)
-                if task.get("multiInstanceSettings") and task["state"] != "active":
-                    job.subtasks[key] = make_subtasks(task, now)
-            # One sort beats many sorted inserts for a bulk load; a few inserts are cheaper than a sort.
-            if len(fresh) > _BULK_THRESHOLD:
-                job.order = sorted(job.tasks)
-            else:
-                for key in fresh:
-                    bisect.insort(job.order, key)
+            self._put_tasks(self._job(job_id), built, now)
         return len(built)
+
+    def _put_tasks(self, job: JobRecord, built: list[Json], now: str) -> None:
+        fresh = [task["id"].lower() for task in built if task["id"].lower() not in job.tasks]
+        for task in built:
+            key = task["id"].lower()
+            job.tasks[key] = self._stamp(task, now)
+            job.subtasks.pop(key, None)
+            if task.get("multiInstanceSettings") and task["state"] != "active":
+                job.subtasks[key] = make_subtasks(task, now)
+        _insert_sorted(job.order, list(dict.fromkeys(fresh)), job.tasks)
+
+    def set_job_state(self, job_id: str, state: str, state_transition_time: datetime | None = None) -> Json:
+        """Move a job to `state` as a state change: previousState and both transition times follow.
+
+        A job moved to `terminating` or `deleting` this way stays there (no timed transition)."""
+        if state not in JOB_STATES:
+            raise ControlError(f"unknown job state {state!r}")
+        with self._lock:
+            job = self._job(job_id)
+            if job.data["state"] == state:
+                raise ControlError(f"job {job_id} is already {state}")
+            now = format_iso(utcnow())
+            when = format_iso(state_transition_time) if state_transition_time else now
+            data = transition(job.data, state, when)
+            if state == "completed":
+                data["executionInfo"] = {**data["executionInfo"], "endTime": when}
+            job.data = self._stamp(data, now)
+            job.transition_due = None
+            self._pending.discard(job.data["id"].lower())
+            return job.data
 
     def prepare_task(self, job_id: str, task_id: str) -> Json:
         with self._lock:
@@ -460,6 +526,16 @@ def _refuse_in(job: JobRecord, blocked_states: Mapping[str, str]) -> None:
     code = blocked_states.get(job.data["state"])
     if code:
         raise BatchApiError(code)
+
+
+def _insert_sorted(order: list[str], fresh: list[str], everything: Mapping[str, Any]) -> None:
+    """Add new keys to a sorted key list: one sort beats many sorted inserts for a bulk load, and a few
+    inserts are cheaper than a sort."""
+    if len(fresh) > _BULK_THRESHOLD:
+        order[:] = sorted(everything)
+    else:
+        for key in fresh:
+            bisect.insort(order, key)
 
 
 def _page(
