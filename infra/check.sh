@@ -24,7 +24,7 @@ STAMP="$VENV/.installed"
 # INFRA_DIR may point elsewhere (tests/infra run the gate on broken copies); the checks stay ours.
 INFRA_DIR="${INFRA_DIR:-infra}"
 CHECKS_DIR="$ROOT/infra/checks"
-CUSTOM_CHECKS="CKV2_CUSTOM_SB_1 CKV2_CUSTOM_SB_2 CKV2_CUSTOM_SB_3 CKV2_CUSTOM_SB_4 CKV2_CUSTOM_SB_5"
+CUSTOM_CHECKS="CKV2_CUSTOM_SB_1 CKV2_CUSTOM_SB_2 CKV2_CUSTOM_SB_3 CKV2_CUSTOM_SB_4 CKV2_CUSTOM_SB_5 CKV2_CUSTOM_SB_6"
 
 # --- environment (idempotent: reinstalls only when requirements-checkov.txt changes) -----------------
 want="$(sha256sum "$REQS" | cut -d' ' -f1)"

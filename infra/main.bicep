@@ -109,14 +109,14 @@ param retentionTaskResult string = 'any'
 @description('At most this many delete commands per retention run (RETENTION_MAX_COMMANDS).')
 param retentionMaxCommands int = 10000
 
-@description('Retention cleanup only reports what it would delete (RETENTION_DRY_RUN). Consider true for the first deployment.')
-param retentionDryRun bool = false
+// The one destructive scheduled job starts as a dry run: a first deployment only logs and publishes what
+// it would delete (run summaries) until an operator sets RETENTION_DRY_RUN=false. (The code's own default
+// stays false; tests/infra pins this deliberate difference.)
+@description('Retention cleanup only reports what it would delete (RETENTION_DRY_RUN). True by default: read the run summaries, then set false.')
+param retentionDryRun bool = true
 
-@description('Actions an Azure Monitor alert may trigger (ALERT_ALLOWED_ACTIONS).')
-param alertAllowedActions array = [
-  'terminateTask'
-  'reactivateTask'
-]
+@description('Comma-separated actions an Azure Monitor alert may trigger (ALERT_ALLOWED_ACTIONS, passed through as is).')
+param alertAllowedActions string = 'terminateTask,reactivateTask'
 
 @minValue(1)
 @maxValue(10000)
@@ -128,8 +128,46 @@ param alertMaxCommands int = 100
 @description('Attempts before a retryable command is dead-lettered with RetriesExhausted (RETRY_MAX_ATTEMPTS).')
 param retryMaxAttempts int = 8
 
-@description('Decision overrides, "action:ErrorCode" -> decision, applied over the policy table (DECISION_OVERRIDES).')
-param decisionOverrides object = {}
+@description('Decision overrides: a JSON object "action:ErrorCode" -> decision, applied over the policy table (DECISION_OVERRIDES, passed through as is).')
+param decisionOverrides string = '{}'
+
+// --- Day-two operations: alerts, workbook, access for producers and operators (app/alerts.bicep,
+// app/workbook.bicep, app/messaging.bicep). Lists are comma-separated strings, like the app settings, so
+// `azd env set NAME a,b` works with every azd version.
+
+@description('Comma-separated e-mail addresses the alert action group notifies; empty = an action group without receivers (the alert rules still fire and show in Azure Monitor).')
+param alertEmailReceivers string = ''
+
+@description('Comma-separated Entra object ids of command producers; each gets Azure Service Bus Data Sender on the command queue only.')
+param producerPrincipalIds string = ''
+
+@description('Comma-separated Entra object ids of operators; each gets Azure Service Bus Data Receiver on the command queue (its dead-letter queue) and on the dead-letters subscription, and Data Sender on the command queue (redrive).')
+param operatorPrincipalIds string = ''
+
+@minValue(1)
+@maxValue(1024)
+@description('Alert when the outcome topic holds more than this many MB (its maximum size is 1024 MB).')
+param topicSizeAlertMegabytes int = 800
+
+@minValue(0)
+@maxValue(100000)
+@description('Alert when more than this many commands were dead-lettered RetriesExhausted within an hour.')
+param retriesExhaustedAlertThreshold int = 0
+
+@minValue(0)
+@maxValue(100000)
+@description('Alert when Batch answered 429 or 5xx more than this many times within 15 minutes.')
+param batchErrorAlertThreshold int = 20
+
+@minValue(0)
+@maxValue(100000)
+@description('Alert when more than this many failed invocations or exceptions were logged within 15 minutes.')
+param functionFailureAlertThreshold int = 0
+
+@minValue(0)
+@maxValue(48)
+@description('Alert when no retention run summary was logged for this many hours (schedule period + slack); 0 disables the rule.')
+param retentionRunMaxGapHours int = 26
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -140,6 +178,13 @@ var tags = {
 // api.bicep sets from these same values, and producers/subscribers are configured against them.
 var commandQueueName = 'batch-commands'
 var outcomeTopicName = 'batch-outcomes'
+// The comma-separated list parameters as arrays: trimmed, empty entries dropped.
+var alertEmailEntries = [for entry in split(alertEmailReceivers, ','): trim(entry)]
+var producerEntries = [for entry in split(producerPrincipalIds, ','): trim(entry)]
+var operatorEntries = [for entry in split(operatorPrincipalIds, ','): trim(entry)]
+var alertEmails = filter(alertEmailEntries, entry => !empty(entry))
+var producerPrincipals = filter(producerEntries, entry => !empty(entry))
+var operatorPrincipals = filter(operatorEntries, entry => !empty(entry))
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
@@ -195,6 +240,8 @@ module messaging 'app/messaging.bicep' = {
     commandQueueName: commandQueueName
     outcomeTopicName: outcomeTopicName
     appPrincipalId: identity.outputs.principalId
+    producerPrincipalIds: producerPrincipals
+    operatorPrincipalIds: operatorPrincipals
   }
 }
 
@@ -260,6 +307,40 @@ module batchAccess 'app/batch-access.bicep' = {
   }
 }
 
+// Alert rules and their action group (app/alerts.bicep); the operations workbook (app/workbook.bicep).
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    nameSuffix: resourceToken
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceId: messaging.outputs.namespaceId
+    commandQueueName: commandQueueName
+    outcomeTopicName: outcomeTopicName
+    emailReceivers: alertEmails
+    topicSizeAlertMegabytes: topicSizeAlertMegabytes
+    retriesExhaustedAlertThreshold: retriesExhaustedAlertThreshold
+    batchErrorAlertThreshold: batchErrorAlertThreshold
+    functionFailureAlertThreshold: functionFailureAlertThreshold
+    retentionRunMaxGapHours: retentionRunMaxGapHours
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    environmentName: environmentName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceId: messaging.outputs.namespaceId
+    commandQueueName: commandQueueName
+  }
+}
+
 // Outputs azd stores in the environment (.azure/<env>/.env).
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -273,3 +354,5 @@ output SERVICE_BUS_FULLY_QUALIFIED_NAMESPACE string = messaging.outputs.fullyQua
 output COMMAND_QUEUE_NAME string = commandQueueName
 output OUTCOME_TOPIC_NAME string = outcomeTopicName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output ALERT_ACTION_GROUP_ID string = alerts.outputs.actionGroupId
+output OPERATIONS_WORKBOOK_ID string = workbook.outputs.workbookId

@@ -40,10 +40,12 @@ param retentionJobState string
 param retentionTaskResult string
 param retentionMaxCommands int
 param retentionDryRun bool
-param alertAllowedActions array
+@description('Comma-separated, as ALERT_ALLOWED_ACTIONS expects.')
+param alertAllowedActions string
 param alertMaxCommands int
 param retryMaxAttempts int
-param decisionOverrides object
+@description('A JSON object, as DECISION_OVERRIDES expects (the app validates it at start-up).')
+param decisionOverrides string
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
   name: identityName
@@ -198,7 +200,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'DECISION_OVERRIDES'
-          value: string(decisionOverrides)
+          value: decisionOverrides
         }
         // --- Retention cleanup (timer) ---
         {
@@ -236,7 +238,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         // --- Alert remediation (HTTP) ---
         {
           name: 'ALERT_ALLOWED_ACTIONS'
-          value: join(alertAllowedActions, ',')
+          value: alertAllowedActions
         }
         {
           name: 'ALERT_MAX_COMMANDS'

@@ -20,6 +20,12 @@ param outcomeTopicName string = 'batch-outcomes'
 @description('Principal id of the function app\'s managed identity (gets the entity-scoped data roles below).')
 param appPrincipalId string
 
+@description('Object ids of command producers: Data Sender on the command queue only.')
+param producerPrincipalIds array = []
+
+@description('Object ids of operators: Data Receiver on the command queue (its dead-letter queue) and on the dead-letters subscription, Data Sender on the command queue (redrive).')
+param operatorPrincipalIds array = []
+
 // Built-in role definition ids (the same in every tenant).
 // Azure Service Bus Data Receiver: receive and settle on the command queue (the trigger).
 var serviceBusDataReceiverRoleId = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
@@ -43,7 +49,7 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   }
 }
 
-// Commands: one message per lifecycle action (DESIGN.md §2).
+// Commands: one message per lifecycle action (docs/design.md, "Command contract").
 resource commandQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
   parent: namespace
   name: commandQueueName
@@ -78,13 +84,13 @@ resource commandQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview
   }
 }
 
-// Outcomes: one event per decision (DESIGN.md §5), filtered by subscribers on application properties.
+// Outcomes: one event per decision (docs/design.md, "Outcome events"); subscribers filter on application properties.
 resource outcomeTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = {
   parent: namespace
   name: outcomeTopicName
   properties: {
-    // Outcome message ids are deterministic (commandId + attempt): a command redelivered after its
-    // outcome was published publishes the same id again, and the topic drops the repeat.
+    // A terminal outcome's message id is its commandId (retry events add #<attempt>): a second terminal
+    // outcome of one command (redelivery, stray retry copy, producer resend) is dropped by the topic.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'PT1H'
     // Upper bound for every subscription: a subscriber down for two weeks still gets its dead-letter
@@ -97,6 +103,12 @@ resource outcomeTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview
   }
 }
 
+/* The two example subscriptions must never fill the topic when nobody reads them (a full topic stops
+   every publish, and so the processing of commands): each message leaves when its time-to-live ends,
+   and expired or unfilterable messages are dropped, not moved to a dead-letter queue that nobody drains
+   (dead-lettered messages never expire). A subscriber that needs every event creates its own
+   subscription and reads it; the topic-size alert (app/alerts.bicep) warns before the topic is full. */
+
 // Example subscription: every outcome (the implicit $Default rule is TrueFilter).
 resource allOutcomes 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = {
   parent: outcomeTopic
@@ -104,10 +116,10 @@ resource allOutcomes 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-
   properties: {
     lockDuration: 'PT1M'
     maxDeliveryCount: 10
-    // a week of history for general consumers
+    // a week of history for general consumers; older events are dropped
     defaultMessageTimeToLive: 'P7D'
-    deadLetteringOnMessageExpiration: true
-    deadLetteringOnFilterEvaluationExceptions: true
+    deadLetteringOnMessageExpiration: false
+    deadLetteringOnFilterEvaluationExceptions: false
     enableBatchedOperations: true
   }
 }
@@ -119,9 +131,10 @@ resource deadLetters 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-
   properties: {
     lockDuration: 'PT1M'
     maxDeliveryCount: 10
+    // two weeks for a human to follow up a dead-lettered command; older events are dropped
     defaultMessageTimeToLive: 'P14D'
-    deadLetteringOnMessageExpiration: true
-    deadLetteringOnFilterEvaluationExceptions: true
+    deadLetteringOnMessageExpiration: false
+    deadLetteringOnFilterEvaluationExceptions: false
     enableBatchedOperations: true
   }
 }
@@ -173,7 +186,42 @@ resource topicSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+/* Producers and operators (main.bicep parameters producerPrincipalIds / operatorPrincipalIds), each role
+   on the one entity it is needed on, never the namespace. principalType is left out: a principal may be
+   a user, a group or a service principal. Names are guid(entity, principal, role), the same formula as
+   above, so a re-deployment updates instead of duplicating, and a principal listed twice (a producer who
+   is also an operator) gets one Sender assignment: union() drops duplicates. */
+resource producerQueueSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in union(producerPrincipalIds, operatorPrincipalIds): {
+  name: guid(commandQueue.id, principalId, serviceBusDataSenderRoleId)
+  scope: commandQueue
+  properties: {
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSenderRoleId)
+  }
+}]
+
+// Operators: read and settle (complete = discard, or receive to redrive) the command queue's dead-letter queue.
+resource operatorQueueReceivers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in union(operatorPrincipalIds, []): {
+  name: guid(commandQueue.id, principalId, serviceBusDataReceiverRoleId)
+  scope: commandQueue
+  properties: {
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiverRoleId)
+  }
+}]
+
+// Operators: follow up dead-letter outcome events on the dead-letters subscription.
+resource operatorDeadLetterSubscriptionReceivers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in union(operatorPrincipalIds, []): {
+  name: guid(deadLetters.id, principalId, serviceBusDataReceiverRoleId)
+  scope: deadLetters
+  properties: {
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiverRoleId)
+  }
+}]
+
 output namespaceName string = namespace.name
+output namespaceId string = namespace.id
 // serviceBusEndpoint is https://<name>.servicebus.windows.net:443/ (another suffix in sovereign clouds).
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
 output commandQueueName string = commandQueue.name

@@ -55,6 +55,7 @@ def test_gate_fails_on_the_service_bus_rules(tmp_path: Path) -> None:
         ("minimumTlsVersion: '1.2'", "minimumTlsVersion: '1.0'"),
         ("requiresDuplicateDetection: true", "requiresDuplicateDetection: false"),
         ("deadLetteringOnMessageExpiration: true", "deadLetteringOnMessageExpiration: false"),
+        ("deadLetteringOnFilterEvaluationExceptions: false", "deadLetteringOnFilterEvaluationExceptions: true"),
     ):
         assert good in text
         text = text.replace(good, bad)
@@ -67,6 +68,7 @@ def test_gate_fails_on_the_service_bus_rules(tmp_path: Path) -> None:
         "CKV2_CUSTOM_SB_3",
         "CKV2_CUSTOM_SB_4",
         "CKV2_CUSTOM_SB_5",
+        "CKV2_CUSTOM_SB_6",
     ):
         assert f"FAILED {check_id}" in result.stderr, result.stderr
 

@@ -8,12 +8,22 @@ The function app's identity gets, and only gets:
   Flex deployment container; Blob Data Owner would add only ACL control, which a flat namespace has no use
   for; the account holds nothing else);
 - Monitoring Metrics Publisher on the Application Insights component (Entra ID telemetry).
+
+Producers and operators (main.bicep producerPrincipalIds / operatorPrincipalIds) get, each from a loop over
+its list, roles on single Service Bus entities only: producers Data Sender on the command queue; operators
+Data Receiver on the command queue (its dead-letter queue) and on the dead-letters subscription, and Data
+Sender on the command queue (redrive). Never the namespace or the resource group.
+
+Role definition ids checked against Microsoft's built-in roles list: Azure Service Bus Data Sender is
+69a216fc-b8fb-44d8-bc22-1f3c2cd27a39 (not ...-1f3c2552a39d, which is no built-in role), Data Receiver is
+4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from tests.infra.bicep import INFRA, Model, render, resources
 
@@ -35,6 +45,20 @@ EXPECTED: Final = Counter(
     }
 )
 
+QUEUE: Final = "Microsoft.ServiceBus/namespaces/queues"
+SUBSCRIPTION: Final = "Microsoft.ServiceBus/namespaces/topics/subscriptions"
+MESSAGING: Final = "app/messaging.bicep"
+
+# Assignments made in a loop over principal-id lists: (role, scope type, the list parameters the loop
+# covers) -> how many loops.
+EXPECTED_PRINCIPAL_LOOPS: Final = Counter(
+    {
+        (SERVICE_BUS_DATA_SENDER, QUEUE, frozenset({"producerPrincipalIds", "operatorPrincipalIds"})): 1,
+        (SERVICE_BUS_DATA_RECEIVER, QUEUE, frozenset({"operatorPrincipalIds"})): 1,
+        (SERVICE_BUS_DATA_RECEIVER, SUBSCRIPTION, frozenset({"operatorPrincipalIds"})): 1,
+    }
+)
+
 # Built-in roles broader than the app needs: must not appear anywhere in infra/.
 BROAD_ROLES: Final = {
     "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
@@ -49,12 +73,29 @@ BROAD_ROLES: Final = {
 }
 
 
-def _assignments(model: Model) -> list[tuple[str, str, str, str]]:
-    """(file, symbol, role definition GUID, scope resource type) for every role assignment."""
+def _body(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The resource body, inside a ``[for ...: {...}]`` loop if it is one."""
+    config: Mapping[str, Any] = resource["config"]
+    return config["config"] if "loop_type" in config else config
+
+
+def _names(expr: object) -> set[str]:
+    """Every bare identifier (or literal string) inside a parsed expression."""
+    if isinstance(expr, str):
+        return {expr}
+    if isinstance(expr, dict):
+        return {name for value in expr.values() for name in _names(value)}
+    if isinstance(expr, list):
+        return {name for value in expr for name in _names(value)}
+    return set()
+
+
+def _assignments(model: Model) -> list[tuple[str, str, str, str, frozenset[str] | None]]:
+    """(file, symbol, role GUID, scope resource type, list parameters of its loop or None) per assignment."""
     found = []
     for file, symbol, assignment in resources(model, "Microsoft.Authorization/roleAssignments"):
         doc = model[file]
-        config = assignment["config"]
+        config = _body(assignment)
         role_id = config["properties"]["roleDefinitionId"]["function"]
         assert role_id["type"] == "subscription_resource_id", f"{file}:{symbol} must use subscriptionResourceId"
         assert role_id["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
@@ -64,22 +105,44 @@ def _assignments(model: Model) -> list[tuple[str, str, str, str]]:
         assert isinstance(scope, str) and scope in doc["resources"], (
             f"{file}:{symbol} must be scoped to a resource symbol, not {render(scope)}"
         )
-        found.append((file, symbol, guid, doc["resources"][scope]["type"]))
+        loop = assignment["config"].get("loop_type")
+        lists = None
+        if loop is not None:
+            lists = frozenset(_names(loop["detail"]["array_name"]) & doc.get("parameters", {}).keys())
+        found.append((file, symbol, guid, doc["resources"][scope]["type"], lists))
     return found
 
 
+def _app_assignments(model: Model) -> list[tuple[str, str, str, str, frozenset[str] | None]]:
+    return [entry for entry in _assignments(model) if entry[4] is None]
+
+
+def _loop_assignments(model: Model) -> list[tuple[str, str, str, str, frozenset[str] | None]]:
+    return [entry for entry in _assignments(model) if entry[4] is not None]
+
+
 def test_role_assignments_are_exactly_the_least_privilege_set(model: Model) -> None:
-    actual = Counter((guid, scope_type) for _, _, guid, scope_type in _assignments(model))
+    actual = Counter((guid, scope_type) for _, _, guid, scope_type, _ in _app_assignments(model))
     assert actual == EXPECTED
 
 
+def test_producer_and_operator_assignments_are_exactly_the_expected_loops(model: Model) -> None:
+    actual = Counter((guid, scope_type, lists) for _, _, guid, scope_type, lists in _loop_assignments(model))
+    assert actual == EXPECTED_PRINCIPAL_LOOPS
+    assert {file for file, *_ in _loop_assignments(model)} == {MESSAGING}
+
+
 def test_role_definition_guids_are_exactly_the_expected_ones(model: Model) -> None:
-    guids = {guid for _, _, guid, _ in _assignments(model)}
+    guids = {guid for _, _, guid, _, _ in _assignments(model)}
     assert guids == {guid for guid, _ in EXPECTED}
+    # the variables naming them hold exactly the built-in ids
+    variables = model[MESSAGING]["variables"]
+    assert variables["serviceBusDataSenderRoleId"]["value"] == SERVICE_BUS_DATA_SENDER
+    assert variables["serviceBusDataReceiverRoleId"]["value"] == SERVICE_BUS_DATA_RECEIVER
 
 
 def test_no_broad_role_appears_anywhere_in_infra(model: Model) -> None:
-    used = {guid for _, _, guid, _ in _assignments(model)}
+    used = {guid for _, _, guid, _, _ in _assignments(model)}
     assert not used & set(BROAD_ROLES.values())
     for path in sorted(INFRA.rglob("*")):
         if path.is_file() and path.suffix in {".bicep", ".json", ".bicepparam"}:
@@ -91,6 +154,8 @@ def test_no_broad_role_appears_anywhere_in_infra(model: Model) -> None:
 
 def test_assignments_target_the_app_identity_as_a_service_principal(model: Model) -> None:
     for file, symbol, assignment in resources(model, "Microsoft.Authorization/roleAssignments"):
+        if "loop_type" in assignment["config"]:
+            continue  # producers and operators: test_principal_loops_assign_each_listed_principal_once
         props = assignment["config"]["properties"]
         assert props["principalType"] == "ServicePrincipal", f"{file}:{symbol}"
         assert props["principalId"] in {"principalId", "appPrincipalId"}, f"{file}:{symbol}"
@@ -111,3 +176,59 @@ def test_batch_role_is_deployed_into_the_batch_account_resource_group(model: Mod
     batch = model["app/batch-access.bicep"]["resources"]["batchAccount"]
     assert batch["existing"] is True
     assert batch["config"]["name"] == "batchAccountName"
+
+
+def test_principal_loops_assign_each_listed_principal_once(model: Model) -> None:
+    """principalId is the loop item, the name is guid(entity id, principal, role): deterministic, one per
+    principal and entity (union() drops a principal listed twice), and no principalType (users, groups and
+    service principals are all allowed)."""
+    doc = model[MESSAGING]
+    for symbol, resource in doc["resources"].items():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments" or "loop_type" not in resource["config"]:
+            continue
+        loop = resource["config"]["loop_type"]
+        assert loop["type"] == "array", symbol
+        item = loop["detail"]["item_name"]
+        array = loop["detail"]["array_name"]["function"]
+        assert array["type"] == "union", f"{symbol}: loop over union(...) so a principal listed twice is assigned once"
+        body = _body(resource)
+        props = body["properties"]
+        assert props["principalId"] == item, symbol
+        assert "principalType" not in props, symbol
+        name = body["name"]["function"]
+        assert name["type"] == "guid", symbol
+        parameters = name["parameters"]
+        assert render(parameters["base_string"]) == f"{body['scope']}.id", symbol
+        assert parameters["extra_string_1"] == item, symbol
+        assert parameters["extra_string_2"] == props["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+
+
+def test_operator_subscription_role_is_on_the_dead_letters_subscription(model: Model) -> None:
+    doc = model[MESSAGING]
+    scopes = {
+        _body(resource)["scope"]
+        for resource in doc["resources"].values()
+        if resource["type"] == "Microsoft.Authorization/roleAssignments" and "loop_type" in resource["config"]
+    }
+    entities = {doc["resources"][scope]["config"]["name"] for scope in scopes}
+    assert entities == {"commandQueueName", "dead-letters"}
+
+
+def test_principal_lists_come_from_comma_separated_main_parameters(model: Model) -> None:
+    main = model["main.bicep"]
+    params = main["modules"]["messaging"]["config"]["params"]
+    for module_param, main_param in (
+        ("producerPrincipalIds", "producerPrincipalIds"),
+        ("operatorPrincipalIds", "operatorPrincipalIds"),
+    ):
+        assert main["parameters"][main_param]["type"] == "string"
+        assert main["parameters"][main_param]["default"] == "", f"{main_param}: nobody gets a role by default"
+        variable = params[module_param]
+        filtered = main["variables"][variable]["value"]["function"]
+        assert filtered["type"] == "filter", f"{variable} must drop empty entries"
+        entries = main["variables"][filtered["parameters"]["input_array"]]["value"]
+        split = entries["loop_type"]["detail"]["array_name"]["function"]
+        assert split["type"] == "split" and split["parameters"]["input_string"] == main_param
+        assert split["parameters"]["delimiter"] == ","
+        assert entries["config"]["function"]["type"] == "trim"
+        assert model[MESSAGING]["parameters"][module_param]["default"] == []

@@ -77,8 +77,6 @@ def test_example_subscriptions(model: Model) -> None:
         for _, _, resource in resources(model, "Microsoft.ServiceBus/namespaces/topics/subscriptions")
     }
     assert set(subscriptions) == {"all-outcomes", "dead-letters"}
-    for subscription in subscriptions.values():
-        assert subscription["config"]["properties"]["deadLetteringOnMessageExpiration"] is True
     rules = list(resources(model, "Microsoft.ServiceBus/namespaces/topics/subscriptions/rules"))
     assert len(rules) == 1, "only the dead-letters subscription filters; all-outcomes keeps its TrueFilter"
     _, _, rule = rules[0]
@@ -94,3 +92,24 @@ def test_example_subscriptions(model: Model) -> None:
     assert config["properties"]["filterType"] == "SqlFilter"
     expression = config["properties"]["sqlFilter"]["sqlExpression"].replace("\\'", "'")
     assert expression == "decision = 'deadLetter'"
+
+
+def test_no_example_subscription_can_fill_the_topic(model: Model) -> None:
+    """Nobody may read the example subscriptions: every message must leave them by itself.
+
+    Each sets a time-to-live no longer than the topic's, and neither expiry nor a filter error moves a
+    message to the subscription's dead-letter queue (dead-lettered messages never expire), nor does the
+    subscription forward anywhere. A full topic refuses every publish and so stops command processing.
+    """
+    topic = _props(model, "Microsoft.ServiceBus/namespaces/topics")
+    topic_ttl = _seconds(topic["defaultMessageTimeToLive"])
+    assert topic_ttl <= 14 * 86400
+    found = list(resources(model, "Microsoft.ServiceBus/namespaces/topics/subscriptions"))
+    assert found
+    for _, _, subscription in found:
+        name = subscription["config"]["name"]
+        props = subscription["config"]["properties"]
+        assert props["deadLetteringOnMessageExpiration"] is False, name
+        assert props["deadLetteringOnFilterEvaluationExceptions"] is False, name
+        assert 0 < _seconds(props["defaultMessageTimeToLive"]) <= topic_ttl, name
+        assert not {"forwardTo", "forwardDeadLetteredMessagesTo"} & props.keys(), name
