@@ -10,6 +10,7 @@ help:
 	@echo "make run    - set up and run the whole system locally (emulators + functions)"
 	@echo "make test   - set up and run every check: lint, types, unit, integration, end-to-end, infra"
 	@echo "make bench  - run the benchmarks and write bench/results.{json,md}"
+	@echo "make chaos  - chaos and fuzz run of the whole local system (not part of make test; docs/chaos.md)"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make infra-check - offline Bicep validation (pycep parse + checkov with custom Service Bus checks)"
 
@@ -46,6 +47,11 @@ test: lint infra-check
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Faults, peer restarts, resends and fuzzed messages through the whole local system; minutes, not seconds.
+.PHONY: chaos
+chaos: venv
+	$(BIN)/python -m tests.chaos
 
 clean:
 	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache
