@@ -21,6 +21,7 @@ from local.functions import IndexedFunction, index, resolve
 from local.http_server import FunctionsHttpServer
 from local.outcomes import OutcomeListener, event_of
 from local.queue_driver import QueueDriver
+from local.settlement import SettlementServer
 from local.timers import TimerScheduler
 from shared.config import SETTINGS
 from shared.runtime import Runtime, set_runtime
@@ -169,7 +170,14 @@ class LocalHost:
             if function.kind == "serviceBusTrigger":
                 queue = resolve(function.trigger["queueName"], self.env)
                 connection = self.env[function.trigger["connection"]]
-                driver = QueueDriver(function, connection, queue, self.concurrency)
+                driver = QueueDriver(
+                    function,
+                    connection,
+                    queue,
+                    self.concurrency,
+                    max_lock_renewal=_max_lock_renewal(ROOT / "host.json"),
+                    settlement=SettlementServer.shared(),  # the host's Settlement gRPC service (one per process)
+                )
                 driver.start()
                 self._stoppers.append(driver.stop)
                 self.drivers.append(driver)
@@ -224,6 +232,23 @@ class LocalHost:
             return f"timer '{self.timers.schedules[function.name]}' (UTC); run now: {run_now}"
         route = function.trigger.get("route") or function.name
         return f"{','.join(function.trigger.get('methods') or ['GET', 'POST'])} {self.http.url}/api/{route}"
+
+
+def _max_lock_renewal(host_json: Path, default: float = 300.0) -> float:
+    """host.json's ``extensions.serviceBus.maxAutoLockRenewalDuration`` (a TimeSpan) in seconds."""
+    try:
+        value = json.loads(host_json.read_text())["extensions"]["serviceBus"]["maxAutoLockRenewalDuration"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+    return timespan_seconds(str(value))
+
+
+def timespan_seconds(text: str) -> float:
+    """A .NET TimeSpan (``[d.]hh:mm:ss[.fffffff]``) in seconds."""
+    head, _, rest = text.strip().partition(":")
+    days, _, hours = head.rpartition(".")
+    minutes, seconds = rest.split(":")
+    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
 
 
 def _restore_environment(saved: dict[str, str | None]) -> None:

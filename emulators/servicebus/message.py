@@ -199,13 +199,14 @@ def stamp(payload: bytes, info: Stamp) -> bytes:
     annotations[symbol("x-opt-sequence-number")] = info.sequence_number
     annotations[symbol("x-opt-enqueued-time")] = timestamp(int(info.enqueued_at * 1000))
     annotations[symbol("x-opt-message-state")] = info.state
+    parts = [_encode(HEADER, _header(_find(sections, HEADER) or [], info.delivery_count))]
     if info.lock_token is not None and info.locked_until is not None:
-        annotations[symbol("x-opt-lock-token")] = info.lock_token
+        # As the service does: the lock token is the delivery tag and the only delivery annotation (the
+        # Functions host passes it on, and the Python binding reads it there); locked-until is a message
+        # annotation. See docs/servicebus-peer.md, "Lock tokens".
+        parts.append(_encode(DELIVERY_ANNOTATIONS, {symbol("x-opt-lock-token"): info.lock_token}))
         annotations[symbol("x-opt-locked-until")] = timestamp(int(info.locked_until * 1000))
-    parts = [
-        _encode(HEADER, _header(_find(sections, HEADER) or [], info.delivery_count)),
-        _encode(MESSAGE_ANNOTATIONS, annotations),
-    ]
+    parts.append(_encode(MESSAGE_ANNOTATIONS, annotations))
     skip = (HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS)
     parts.extend(s.raw for s in sections if s.code not in skip)
     return b"".join(parts)
