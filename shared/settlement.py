@@ -13,8 +13,8 @@ log = logging.getLogger("batch_lifecycle")
 
 
 class MessageActions(Protocol):
-    """What ``ServiceBusMessageActions`` (Functions) offers; the local host passes an object that records
-    the call and applies it to its receiver (local/queue_driver.py)."""
+    """What ``ServiceBusMessageActions`` (Functions) offers: the package's client settles over gRPC with the
+    Functions host (in Azure, and locally against local/settlement.py's stand-in of the host's service)."""
 
     def complete(self, message: Any) -> None: ...
 
