@@ -15,13 +15,13 @@ help:
 	@echo "make infra-check - offline Bicep validation (pycep parse + checkov with custom Service Bus checks)"
 
 # python-qpid-proton (the local Service Bus peer) compiles with OpenSSL headers for its TLS port.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements-dev.txt
 	@command -v gcc >/dev/null || { echo "a C compiler (gcc) is needed to build python-qpid-proton"; exit 1; }
 	@if ! dpkg -s libssl-dev >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq libssl-dev >/dev/null; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
 
 venv: $(STAMP)
@@ -52,6 +52,15 @@ bench: venv
 .PHONY: chaos
 chaos: venv
 	$(BIN)/python -m tests.chaos
+
+# Regenerate the locks (exact versions with hashes) from their short inputs. Flex Consumption runs
+# Python 3.11 on Linux; the checkov lock is for the developer's and CI's own Python.
+LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-platform linux --custom-compile-command "make lock"
+.PHONY: lock
+lock: venv
+	$(LOCK) --python-version 3.11 requirements.in -o requirements.txt
+	$(LOCK) --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+	$(LOCK) --python-version 3.11.7 requirements-checkov.in -o requirements-checkov.txt
 
 clean:
 	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache

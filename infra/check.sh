@@ -32,7 +32,7 @@ if [[ ! -x "$VENV/bin/checkov" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" 
     echo "infra/check.sh: installing checkov into $VENV (one-off, ~300 MB)" >&2
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -r "$REQS"
+    "$VENV/bin/pip" install -q --require-hashes -r "$REQS"
     echo "$want" > "$STAMP"
 fi
 if [[ "${1:-}" == "--venv-only" ]]; then
