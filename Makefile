@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make run    - set up and run the whole system locally (emulators + functions)"
 	@echo "make test   - set up and run every check: lint, types, unit, integration, end-to-end, infra"
-	@echo "make bench  - run the benchmarks and write bench/results.{json,md}"
+	@echo "make bench  - run the benchmarks, write bench/results.{json,md}; fails when a target is missed"
+	@echo "make bench-docs - refresh docs/benchmarks.md from bench/results.json"
 	@echo "make chaos  - chaos and fuzz run of the whole local system (not part of make test; docs/chaos.md)"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make infra-check - offline Bicep validation (pycep parse + checkov with custom Service Bus checks)"
@@ -47,6 +48,11 @@ test: lint infra-check
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Copies the committed results into docs/benchmarks.md; `make bench` itself never edits documents.
+.PHONY: bench-docs
+bench-docs: venv
+	$(BIN)/python -m bench.report --docs
 
 # Faults, peer restarts, resends and fuzzed messages through the whole local system; minutes, not seconds.
 .PHONY: chaos

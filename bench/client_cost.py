@@ -9,14 +9,14 @@ For each action, three clients make the same HTTP calls one after another on one
 
 Each run seeds fresh targets (so every call does the real state change), then times each client on
 its own targets: commands per second (wall) and client CPU per command (``time.process_time`` of this
-process; the emulator's CPU is in the child process). Ratios are taken per run, then the median.
+process; the emulator's CPU is in the child process). The clients' order rotates from run to run; ratios
+are taken per run, then the median (with the range over the runs).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +33,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 from bench.emulator_process import RemoteEmulator
+from bench.report import put_median
 from shared.batch_client import BATCH_SCOPE, BatchClient
 from shared.contract import Command
 from shared.runtime import Runtime
@@ -196,19 +197,17 @@ def run(calls: int = 300, runs: int = 3) -> dict[str, Any]:
 
 
 def _summarise(samples: dict[str, list[Measurement]]) -> dict[str, Any]:
-    def ratios(numerator: str, denominator: str, pick: Callable[[Measurement], float]) -> float:
-        per_run = [pick(a) / pick(b) for a, b in zip(samples[numerator], samples[denominator], strict=True)]
-        return statistics.median(per_run)
+    def ratios(numerator: str, denominator: str, pick: Callable[[Measurement], float]) -> list[float]:
+        return [pick(a) / pick(b) for a, b in zip(samples[numerator], samples[denominator], strict=True)]
 
-    summary: dict[str, Any] = {
-        client: {
-            "per_second": statistics.median(m.per_second for m in measurements),
-            "cpu_us_per_command": statistics.median(m.cpu_us for m in measurements),
-        }
-        for client, measurements in samples.items()
-    }
-    summary["throughput_vs_sdk"] = ratios("product", "sdk", lambda m: m.per_second)
-    summary["throughput_vs_requests"] = ratios("product", "requests", lambda m: m.per_second)
-    summary["cpu_vs_sdk"] = ratios("product", "sdk", lambda m: m.cpu_us)
-    summary["cpu_vs_requests"] = ratios("product", "requests", lambda m: m.cpu_us)
+    summary: dict[str, Any] = {}
+    for client, measurements in samples.items():
+        figures: dict[str, Any] = {}
+        put_median(figures, "per_second", [m.per_second for m in measurements])
+        put_median(figures, "cpu_us_per_command", [m.cpu_us for m in measurements])
+        summary[client] = figures
+    put_median(summary, "throughput_vs_sdk", ratios("product", "sdk", lambda m: m.per_second))
+    put_median(summary, "throughput_vs_requests", ratios("product", "requests", lambda m: m.per_second))
+    put_median(summary, "cpu_vs_sdk", ratios("product", "sdk", lambda m: m.cpu_us))
+    put_median(summary, "cpu_vs_requests", ratios("product", "requests", lambda m: m.cpu_us))
     return summary

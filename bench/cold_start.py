@@ -10,11 +10,12 @@ requirements.txt). Each sample is a new interpreter with no app settings that ti
 from __future__ import annotations
 
 import re
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Final
+
+from bench.report import put_median
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEPENDENCIES: Final = (
@@ -92,12 +93,10 @@ def run(runs: int = 7) -> dict[str, Any]:
     for _ in range(runs):
         app.append(_import_seconds(app_imports))
         deps.append(_import_seconds(dep_imports))
-    ratios = [a / d for a, d in zip(app, deps, strict=True)]
-    return {
-        "runs": runs,
-        "function_app_ms": statistics.median(app) * 1000,
-        "dependencies_ms": statistics.median(deps) * 1000,
-        "ratio": statistics.median(ratios),
-        "network_at_import": network_at_import(),
-        "importtime": importtime_breakdown(),
-    }
+    result: dict[str, Any] = {"runs": runs}
+    put_median(result, "function_app_ms", [seconds * 1000 for seconds in app])
+    put_median(result, "dependencies_ms", [seconds * 1000 for seconds in deps])
+    put_median(result, "ratio", [a / d for a, d in zip(app, deps, strict=True)])
+    result["network_at_import"] = network_at_import()
+    result["importtime"] = importtime_breakdown()
+    return result

@@ -14,17 +14,20 @@ The raw capacity of the parts alone is measured the same way, in this process to
 * emulator: ``commands`` Terminate Task calls from 16 threads (bare ``requests`` sessions, cached token).
 
 One command costs the peer two such round trips (the command on the queue, its outcome on the topic) and
-the emulator one call, so the part whose capacity per command is lowest bounds the system.
+the emulator one call, so the part whose capacity per command is lowest bounds the system. The three
+measurements alternate within each run (the order rotates); the ratio is taken per run, then the median.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ from azure.identity import ManagedIdentityCredential
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
 
 from bench.client_cost import identity_environment_vars
+from bench.report import put_median
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
 from emulators.servicebus import ServiceBusPeer
@@ -109,22 +113,6 @@ def _system_run(host: LocalHost, client: ServiceBusClient, collector: _Collector
     return commands / (time.perf_counter() - started)
 
 
-def system(commands: int, runs: int) -> tuple[list[float], dict[str, int]]:
-    with tempfile.TemporaryDirectory() as folder:
-        host = LocalHost(
-            ports=Ports(0, 0, 0, 0), db_path=str(Path(folder) / "peer.db"), seed=False, print_outcomes=False
-        )
-        with host:
-            collector = _Collector(host.env["ServiceBusConnection"]).start()
-            try:
-                with ServiceBusClient.from_connection_string(host.env["ServiceBusConnection"]) as client:
-                    _system_run(host, client, collector, CONCURRENCY, -1)  # warm: links, token, connections
-                    rates = [_system_run(host, client, collector, commands, run) for run in range(runs)]
-            finally:
-                collector.stop()
-            return rates, dict(collector.decisions)
-
-
 def _round_trips(connection_string: str, count: int, start: threading.Barrier) -> tuple[int, float]:
     """One consumer: ``count`` times send one message, receive one, complete it (own client and links)."""
     with (
@@ -160,11 +148,6 @@ def _peer_run(connection_string: str, commands: int) -> float:
     return sum(done for done, _ in results) / max(elapsed for _, elapsed in results)
 
 
-def peer_capacity(commands: int, runs: int) -> list[float]:
-    with tempfile.TemporaryDirectory() as folder, ServiceBusPeer(db_path=str(Path(folder) / "peer.db")) as peer:
-        return [_peer_run(peer.connection_string, commands) for _ in range(runs)]
-
-
 def _emulator_run(batch: BatchEmulator, token: str, commands: int, run: int) -> float:
     job = f"cap-{run}"
     batch.seed_job(job)
@@ -187,33 +170,45 @@ def _emulator_run(batch: BatchEmulator, token: str, commands: int, run: int) -> 
     return commands / (time.perf_counter() - started)
 
 
-def emulator_capacity(commands: int, runs: int) -> list[float]:
-    with IdentityEndpoint(port=0) as identity, BatchEmulator(port=0, jwks_url=identity.jwks_url) as batch:
+def run(commands: int = 400, runs: int = 3) -> dict[str, Any]:
+    """Each run measures the system, the peer and the emulator one after another, in a rotating order."""
+    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
+        host = stack.enter_context(
+            LocalHost(ports=Ports(0, 0, 0, 0), db_path=str(Path(folder) / "peer.db"), seed=False, print_outcomes=False)
+        )
+        collector = _Collector(host.env["ServiceBusConnection"]).start()
+        stack.callback(collector.stop)
+        client = stack.enter_context(ServiceBusClient.from_connection_string(host.env["ServiceBusConnection"]))
+        peer = stack.enter_context(ServiceBusPeer(db_path=str(Path(folder) / "capacity.db")))
+        identity = stack.enter_context(IdentityEndpoint(port=0))
+        batch = stack.enter_context(BatchEmulator(port=0, jwks_url=identity.jwks_url))
         with identity_environment_vars(identity.token_url, identity.header_secret):
             token = ManagedIdentityCredential(client_id="bench-identity").get_token(BATCH_SCOPE).token
-        _emulator_run(batch, token, CONCURRENCY, -1)  # warm
-        return [_emulator_run(batch, token, commands, run) for run in range(runs)]
-
-
-def run(commands: int = 400, runs: int = 3) -> dict[str, Any]:
-    rates, decisions = system(commands, runs)
-    peer = peer_capacity(commands, runs)
-    emulator = emulator_capacity(commands, runs)
-    system_rate = statistics.median(rates)
+        # Warm: links, token, connections.
+        _system_run(host, client, collector, CONCURRENCY, -1)
+        _emulator_run(batch, token, CONCURRENCY, -1)
+        measure: dict[str, Callable[[int], float]] = {
+            "system": lambda number: _system_run(host, client, collector, commands, number),
+            "peer": lambda number: _peer_run(peer.connection_string, commands),
+            "emulator": lambda number: _emulator_run(batch, token, commands, number),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in measure}
+        names = list(measure)
+        for number in range(runs):
+            for name in names[number % 3 :] + names[: number % 3]:
+                rates[name].append(measure[name](number))
+        decisions = dict(collector.decisions)
     # Commands per second each part could carry alone: the peer handles two round trips per command.
-    peer_per_command = statistics.median(peer) / 2
-    emulator_per_command = statistics.median(emulator)
+    peer_per_command = statistics.median(rates["peer"]) / 2
+    emulator_per_command = statistics.median(rates["emulator"])
     bound = "servicebus-peer" if peer_per_command < emulator_per_command else "batch-emulator"
-    return {
-        "commands_per_run": commands,
-        "runs": runs,
-        "concurrency": CONCURRENCY,
-        "system_per_second": system_rate,
-        "system_runs_per_second": [round(rate, 1) for rate in rates],
-        "decisions": decisions,
-        "peer_round_trips_per_second": statistics.median(peer),
-        "emulator_calls_per_second": emulator_per_command,
-        "peer_capacity_commands_per_second": peer_per_command,
-        "bound_by": bound,
-        "ratio_vs_bound": system_rate / min(peer_per_command, emulator_per_command),
-    }
+    result: dict[str, Any] = {"commands_per_run": commands, "runs": runs, "concurrency": CONCURRENCY}
+    put_median(result, "system_per_second", rates["system"])
+    result["decisions"] = decisions
+    put_median(result, "peer_round_trips_per_second", rates["peer"])
+    put_median(result, "emulator_calls_per_second", rates["emulator"])
+    result["peer_capacity_commands_per_second"] = peer_per_command
+    result["bound_by"] = bound
+    per_run_bounds = [min(p / 2, e) for p, e in zip(rates["peer"], rates["emulator"], strict=True)]
+    put_median(result, "ratio_vs_bound", [s / b for s, b in zip(rates["system"], per_run_bounds, strict=True)])
+    return result

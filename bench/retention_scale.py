@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any, Final
 import requests
 
 from bench.emulator_process import RemoteEmulator
+from bench.report import put_median
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 API_VERSION: Final = "2025-06-01"
@@ -191,8 +191,11 @@ def _measure_in_subprocess(kind: str, emulator: RemoteEmulator) -> dict[str, Any
         capture_output=True,
         text=True,
         timeout=600,
-        check=True,
+        check=False,
     )
+    if result.returncode:
+        last = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+        raise RuntimeError(f"the {kind} measurement failed: {last[0]}")
     measured: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return measured
 
@@ -216,20 +219,19 @@ def run(jobs: int = 100, tasks_per_job: int = 1000, runs: int = 3) -> dict[str, 
     for measured in retention:
         if measured["enqueued"] != total:
             raise RuntimeError(f"retention enqueued {measured['enqueued']} of {total} deletes")
-    ratios = [r["elapsed_s"] / b["elapsed_s"] for r, b in zip(retention, listing, strict=True)]
-    return {
+    result: dict[str, Any] = {
         "jobs": jobs,
         "tasks": total,
         "runs": runs,
         "seed_s": seed_seconds,
         "bus": "in-memory CountingBus (the project's retention Producer interface)",
-        "retention_s": statistics.median(r["elapsed_s"] for r in retention),
-        "listing_s": statistics.median(b["elapsed_s"] for b in listing),
-        "ratio": statistics.median(ratios),
-        "retention_rss_growth_mib": statistics.median(r["rss_growth_mib"] for r in retention),
-        "listing_rss_growth_mib": statistics.median(b["rss_growth_mib"] for b in listing),
-        "ratios": [round(ratio, 3) for ratio in ratios],
     }
+    put_median(result, "retention_s", [r["elapsed_s"] for r in retention])
+    put_median(result, "listing_s", [b["elapsed_s"] for b in listing])
+    put_median(result, "ratio", [r["elapsed_s"] / b["elapsed_s"] for r, b in zip(retention, listing, strict=True)])
+    put_median(result, "retention_rss_growth_mib", [r["rss_growth_mib"] for r in retention])
+    put_median(result, "listing_rss_growth_mib", [b["rss_growth_mib"] for b in listing])
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,25 @@
 """The benchmark scripts run (tiny iteration counts) and return results of the documented shape.
 
-No timing is asserted: benchmarks are never part of ``make test``; ``make bench`` runs them for real.
+No speed is asserted: benchmarks are never part of ``make test``; ``make bench`` runs them for real and
+checks their targets. What is asserted here is behaviour: the shapes, the proxy's ordering and bounds,
+and that a missed target makes ``python -m bench`` fail.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from bench import client_cost, cold_start, end_to_end, report, retention_scale
+import pytest
+
+import bench.__main__ as bench_main
+from bench import client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
+from bench.latency_proxy import LatencyProxy
 
 
 def test_client_cost_shape() -> None:
@@ -17,6 +29,8 @@ def test_client_cost_shape() -> None:
         for client in client_cost.CLIENTS:
             assert figures[client]["per_second"] > 0
             assert figures[client]["cpu_us_per_command"] >= 0
+            low, high = figures[client]["per_second_range"]
+            assert low <= figures[client]["per_second"] <= high
         assert figures["throughput_vs_sdk"] > 0 and figures["throughput_vs_requests"] > 0
 
 
@@ -24,6 +38,7 @@ def test_cold_start_shape() -> None:
     result = cold_start.run(runs=1)
     assert result["network_at_import"] is False
     assert result["function_app_ms"] > 0 and result["dependencies_ms"] > 0
+    assert len(result["ratio_range"]) == 2
     assert result["importtime"]["top_own"] and result["importtime"]["top_deps"]
 
 
@@ -34,20 +49,202 @@ def test_end_to_end_shape() -> None:
     assert result["system_per_second"] > 0 and result["ratio_vs_bound"] > 0
 
 
-def test_retention_scale_shape(tmp_path: Path) -> None:
+def test_retention_scale_shape() -> None:
     result = retention_scale.run(jobs=2, tasks_per_job=5, runs=1)
     assert result["tasks"] == 10
     assert result["retention_s"] > 0 and result["listing_s"] > 0
-    assert "retention_rss_growth_mib" in result
-    results = {
+    assert "retention_rss_growth_mib" in result and len(result["ratio_range"]) == 2
+
+
+def test_instance_throughput_shape() -> None:
+    result = instance_throughput.run(
+        commands=6,
+        runs=1,
+        probes=2,
+        table=(1, 2),
+        table_commands_per_slot=2,
+        table_min_commands=2,
+        table_passes=1,
+        local_driver_commands=4,
+    )
+    for name in ("ratio_to_bound", "commands_per_second", "cpu_ms_per_command", "bound_commands_per_second"):
+        assert result[name] > 0 and len(result[f"{name}_range"]) == 2
+    latency = result["latency_ms"]
+    parts = latency["receive"] + latency["batch_call"] + latency["publish"] + latency["settle"]
+    assert latency["per_command"] == pytest.approx(parts)
+    # Through the proxies: each part is at least its two one-way delays (a latency floor, not a speed).
+    assert latency["batch_call"] >= 2 * instance_throughput.BATCH_DELAY * 1000
+    assert latency["publish"] >= 2 * instance_throughput.SERVICEBUS_DELAY * 1000
+    assert [row["concurrency"] for row in result["concurrency_table"]] == [1, 2]
+    assert result["local_queue_driver"]["commands"] == 4
+    assert result["loaded_latency_ms"]["per_command"] > 0
+
+
+# --- the latency proxy ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    """A loopback echo server (each connection echoes until EOF, then closes)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo(connection: socket.socket) -> None:
+        with connection:
+            while data := connection.recv(65536):
+                connection.sendall(data)
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def _round_trip(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(payload)
+        connection.shutdown(socket.SHUT_WR)
+        received = b""
+        while data := connection.recv(65536):
+            received += data
+        return received
+
+
+def test_proxy_keeps_order_and_adds_its_delay_each_way(echo_port: int) -> None:
+    payload = b"".join(b"%08d" % i for i in range(50_000))  # many chunks, sent without waiting
+    with LatencyProxy(echo_port, 0.02, return_delay=0.03) as proxy:
+        started = time.perf_counter()
+        assert _round_trip(proxy.port, payload) == payload
+        assert time.perf_counter() - started >= 0.05  # a floor: out and back delays both apply
+        assert proxy.stats.connections == 1 and proxy.stats.bytes_out == proxy.stats.bytes_back == len(payload)
+
+
+def test_proxy_connections_do_not_wait_for_each_other(echo_port: int) -> None:
+    delay, connections = 0.25, 8
+    with LatencyProxy(echo_port, delay) as proxy:
+        results: list[bytes] = []
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(_round_trip(proxy.port, b"c%d" % i)))
+            for i in range(connections)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    assert sorted(results) == sorted(b"c%d" % i for i in range(connections))
+    # Serialised, they would take connections x 2 x delay = 4 s; side by side, about 2 x delay.
+    assert elapsed < connections * 2 * delay / 2
+
+
+def test_proxy_forwards_a_close_after_the_data(echo_port: int) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer_then_close() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(16)
+            connection.sendall(b"x" * 200_000)
+
+    threading.Thread(target=answer_then_close, daemon=True).start()
+    with LatencyProxy(server.getsockname()[1], 0.01) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as c:
+        c.sendall(b"request")
+        received = b""
+        while data := c.recv(65536):
+            received += data
+    server.close()
+    assert received == b"x" * 200_000
+
+
+def test_proxy_is_loopback_only_and_bounded(echo_port: int) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        LatencyProxy(80, 0.01, target_host="192.0.2.1")
+    proxy = LatencyProxy(echo_port, 0.001, lifetime=0.3).start()
+    assert proxy.address.startswith("127.0.0.1:")
+    deadline = time.monotonic() + 10
+    while proxy.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not proxy.running  # stopped by itself at the end of its lifetime
+
+
+# --- targets, results and documents ---------------------------------------------------------------
+
+
+def _canned(ratio: float) -> dict[str, Any]:
+    return {
         "environment": report.environment(),
-        "elapsed_s": 1.0,
-        "retention_scale": result,
+        "retention_scale": {
+            "jobs": 1,
+            "tasks": 1,
+            "retention_s": 1.0,
+            "listing_s": 1.0,
+            "ratio": ratio,
+            "ratio_range": [ratio, ratio],
+            "retention_rss_growth_mib": 1.0,
+            "listing_rss_growth_mib": 1.0,
+        },
     }
+
+
+def test_targets_are_checked_on_the_medians() -> None:
+    assert report.missed(_canned(1.1)) == []
+    (failed,) = report.missed(_canned(1.3))
+    assert failed.subject == "retention_scale" and failed.target.figure == "ratio"
+
+
+def test_a_missed_target_fails_python_m_bench(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def canned(runs: int) -> dict[str, Any]:
+        return {"retention_scale": ("retention at scale", lambda: _canned(1.5)["retention_scale"])}
+
+    monkeypatch.setattr(bench_main, "benchmarks", canned)
+    assert bench_main.main(["--no-write"]) == 1
+    assert "Targets missed" in capsys.readouterr().out
+    monkeypatch.setattr(
+        bench_main, "benchmarks", lambda runs: {"retention_scale": ("r", lambda: _canned(1.0)["retention_scale"])}
+    )
+    assert bench_main.main(["--no-write"]) == 0
+
+
+def test_a_benchmark_that_fails_is_recorded_and_fails_python_m_bench(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("stand-in did not start")
+
+    def canned(runs: int) -> dict[str, Any]:
+        return {
+            "retention_scale": ("retention", lambda: _canned(1.0)["retention_scale"]),
+            "instance_throughput": ("instance", broken),
+        }
+
+    monkeypatch.setattr(bench_main, "benchmarks", canned)
+    assert bench_main.main(["--no-write"]) == 1
+    out = capsys.readouterr().out
+    assert "instance_throughput (failed)" in out and "not measured (the benchmark failed)" in out
+
+
+def test_results_go_to_bench_files_and_docs_only_on_request(tmp_path: Path) -> None:
+    results = _canned(1.1)
+    report.finish(results, 1.0)
+    report.write(results, tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["retention_scale"]["ratio"] == 1.1
+    assert "retention" in (tmp_path / "results.md").read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json", "results.md"]
     document = tmp_path / "doc.md"
     document.write_text("intro\n<!-- bench-results:start -->\nold\n<!-- bench-results:end -->\nend\n")
-    report.write(results, tmp_path, documents=(document,))
-    assert (tmp_path / "results.json").exists()
-    assert "retention" in (tmp_path / "results.md").read_text()
-    table = report.summary_table(results)
-    assert document.read_text() == f"intro\n<!-- bench-results:start -->\n{table}\n<!-- bench-results:end -->\nend\n"
+    report.refresh_docs(results, document)
+    section = report.results_section(results)
+    assert document.read_text() == f"intro\n<!-- bench-results:start -->\n{section}\n<!-- bench-results:end -->\nend\n"
+
+
+def test_docs_page_has_the_results_markers() -> None:
+    assert "<!-- bench-results:start -->" in report.DOCS.read_text()
