@@ -176,11 +176,14 @@ class Store:
 
     def next_deadline(self) -> float | None:
         row = self._db.execute(
+            # Each part walks its index in order and stops at the first row (an aggregate MIN with the
+            # extra conditions of the last part would visit every stored message on every event).
             "SELECT MIN(t) FROM ("
             " SELECT MIN(locked_until) AS t FROM messages WHERE locked_until IS NOT NULL"
             " UNION ALL SELECT MIN(visible_at) FROM messages WHERE state = 2"
-            " UNION ALL SELECT MIN(expires_at) FROM messages WHERE expires_at IS NOT NULL"
-            " AND dlq = 0 AND state IN (0, 1) AND lock_token IS NULL)"
+            " UNION ALL SELECT * FROM (SELECT expires_at FROM messages INDEXED BY ix_expiry"
+            " WHERE expires_at IS NOT NULL AND dlq = 0 AND state IN (0, 1) AND lock_token IS NULL"
+            " ORDER BY expires_at LIMIT 1))"
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
