@@ -32,6 +32,7 @@ WELL_KNOWN_SB = (
     "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true"
 )
 log = logging.getLogger("local.host")
+RECEIVER_LANES = 4  # receivers per queue trigger; maxConcurrentCalls is shared among them
 
 
 @dataclass(frozen=True)
@@ -170,17 +171,20 @@ class LocalHost:
             if function.kind == "serviceBusTrigger":
                 queue = resolve(function.trigger["queueName"], self.env)
                 connection = self.env[function.trigger["connection"]]
-                driver = QueueDriver(
-                    function,
-                    connection,
-                    queue,
-                    self.concurrency,
-                    max_lock_renewal=_max_lock_renewal(ROOT / "host.json"),
-                    settlement=SettlementServer.shared(),  # the host's Settlement gRPC service (one per process)
-                )
-                driver.start()
-                self._stoppers.append(driver.stop)
-                self.drivers.append(driver)
+                # The host settles concurrently; one receiver does its settlements one round trip at a time,
+                # so the invocation slots are spread over a few receivers (each settles only its own tokens).
+                for slots in _lanes(self.concurrency, RECEIVER_LANES):
+                    driver = QueueDriver(
+                        function,
+                        connection,
+                        queue,
+                        slots,
+                        max_lock_renewal=_max_lock_renewal(ROOT / "host.json"),
+                        settlement=SettlementServer.shared(),  # the host's Settlement gRPC service (one per process)
+                    )
+                    driver.start()
+                    self._stoppers.append(driver.stop)
+                    self.drivers.append(driver)
         self.timers = TimerScheduler(self.functions, self.env)
         self.timers.start()
         self._stoppers.append(self.timers.stop)
@@ -232,6 +236,12 @@ class LocalHost:
             return f"timer '{self.timers.schedules[function.name]}' (UTC); run now: {run_now}"
         route = function.trigger.get("route") or function.name
         return f"{','.join(function.trigger.get('methods') or ['GET', 'POST'])} {self.http.url}/api/{route}"
+
+
+def _lanes(concurrency: int, lanes: int) -> list[int]:
+    """``concurrency`` invocation slots shared as evenly as possible by at most ``lanes`` receivers."""
+    count = max(1, min(lanes, concurrency))
+    return [concurrency // count + (1 if lane < concurrency % count else 0) for lane in range(count)]
 
 
 def _max_lock_renewal(host_json: Path, default: float = 300.0) -> float:
