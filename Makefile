@@ -16,13 +16,14 @@ help:
 	@echo "make infra-check - offline Bicep validation (pycep parse + checkov with custom Service Bus checks)"
 
 # python-qpid-proton (the local Service Bus peer) compiles with OpenSSL headers for its TLS port.
-$(STAMP): requirements-dev.txt
+$(STAMP): requirements-dev.txt pyproject.toml
 	@command -v gcc >/dev/null || { echo "a C compiler (gcc) is needed to build python-qpid-proton"; exit 1; }
 	@if ! dpkg -s libssl-dev >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq libssl-dev >/dev/null; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 venv: $(STAMP)

@@ -1,27 +1,27 @@
-"""``python -m local``: run the whole system locally; ``send`` a command; ``fire`` a timer now."""
+"""``python -m local``: run the whole system locally; ``send`` a command; ``fire`` a timer now.
+
+``send`` is the batch-lifecycle tool's ``send`` (cli/, docs/cli.md) pointed at the local peer.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
 import sys
 import threading
 import urllib.request
-import uuid
-from typing import Any
 
-from azure.servicebus import ServiceBusClient, ServiceBusMessage
-
+from cli.__main__ import main as batch_lifecycle
 from local.host import WELL_KNOWN_SB, LocalHost, Ports
 from shared.config import ConfigError
 
-ACTIONS = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob")
-
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["send"]:
+        return _send(arguments[1:])
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="start the stand-ins and the functions (the default)")
@@ -32,23 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, default in vars(Ports()).items():
         run.add_argument(f"--{name}-port", type=int, default=default)
-    send = commands.add_parser("send", help="enqueue one lifecycle command")
-    send.add_argument("action", choices=ACTIONS)
-    send.add_argument("--job", required=True)
-    send.add_argument("--task")
-    send.add_argument("--account")
-    send.add_argument("--reason")
-    send.add_argument("--force", action="store_true")
-    send.add_argument("--dry-run", action="store_true")
-    send.add_argument("--command-id", help="defaults to a new UUID; also used as the message_id")
-    send.add_argument("--servicebus-port", type=int, default=Ports().servicebus)
-    send.add_argument("--queue", default="batch-commands")
+    # Handled above, before parsing; listed here for --help.
+    commands.add_parser("send", help="enqueue a command on the local peer: batch-lifecycle send (docs/cli.md)")
     fire = commands.add_parser("fire", help="run a timer function now through the host's admin API")
     fire.add_argument("name")
     fire.add_argument("--http-port", type=int, default=Ports().http)
-    args = parser.parse_args(argv)
-    if args.command == "send":
-        return _send(args)
+    args = parser.parse_args(arguments)
     if args.command == "fire":
         return _fire(args)
     return _run(args)
@@ -85,28 +74,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {"action": args.action, "jobId": args.job, "commandId": args.command_id or str(uuid.uuid4())}
-    optional = {"taskId": args.task, "account": args.account, "reason": args.reason}
-    body.update({key: value for key, value in optional.items() if value})
-    if args.force:
-        body["force"] = True
-    if args.dry_run:
-        body["dryRun"] = True
-    body["requestedBy"] = "python -m local send"
-    return body
-
-
-def _send(args: argparse.Namespace) -> int:
-    body = _command(args)
-    message = ServiceBusMessage(json.dumps(body), message_id=body["commandId"], content_type="application/json")
-    with (
-        ServiceBusClient.from_connection_string(WELL_KNOWN_SB.format(port=args.servicebus_port)) as client,
-        client.get_queue_sender(args.queue) as sender,
-    ):
-        sender.send_messages(message)
-    print(f"sent {json.dumps(body)}")
-    return 0
+def _send(argv: list[str]) -> int:
+    """``batch-lifecycle send ARGS`` against the local peer (``--servicebus-port``, default 5672)."""
+    port = argparse.ArgumentParser(add_help=False)
+    port.add_argument("--servicebus-port", type=int, default=Ports().servicebus)
+    known, rest = port.parse_known_args(argv)
+    if not any(arg.split("=")[0] in ("--connection-string", "--namespace") for arg in rest):
+        rest += ["--connection-string", WELL_KNOWN_SB.format(port=known.servicebus_port)]
+    return batch_lifecycle(["send", *rest])
 
 
 def _fire(args: argparse.Namespace) -> int:

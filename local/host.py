@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from cli.outcomes import OutcomeBrowser
 from emulators.batch import BatchEmulator
 from emulators.identity import IdentityEndpoint
 from emulators.servicebus import ServiceBusPeer
 from local.demo import seed_demo
 from local.functions import IndexedFunction, index, resolve
 from local.http_server import FunctionsHttpServer
-from local.outcomes import OutcomeListener, event_of
+from local.outcomes import event_of
 from local.queue_driver import QueueDriver
 from local.settlement import SettlementServer
 from local.timers import TimerScheduler
@@ -193,7 +194,8 @@ class LocalHost:
         self._stoppers.append(self.http.stop)
 
     def _start_outcome_printer(self) -> None:
-        listener = OutcomeListener(
+        # Browses (peeks) instead of receiving, so batch-lifecycle watch and send --wait see every event too.
+        listener = OutcomeBrowser(
             self.env["ServiceBusConnection"],
             self.env["OUTCOME_TOPIC_NAME"],
             lambda message: self._print(_outcome_line(event_of(message))),

@@ -1,0 +1,1 @@
+"""The batch-lifecycle command-line tool (docs/cli.md)."""
