@@ -23,7 +23,7 @@ param appPrincipalId string
 @description('Object ids of command producers: Data Sender on the command queue only.')
 param producerPrincipalIds array = []
 
-@description('Object ids of operators: Data Receiver on the command queue (its dead-letter queue) and on the dead-letters subscription, Data Sender on the command queue (redrive).')
+@description('Object ids of operators: Data Receiver on the command queue (its dead-letter queue) and on the dead-letters and all-outcomes subscriptions, Data Sender on the command queue (redrive).')
 param operatorPrincipalIds array = []
 
 // Built-in role definition ids (the same in every tenant).
@@ -214,6 +214,16 @@ resource operatorQueueReceivers 'Microsoft.Authorization/roleAssignments@2022-04
 resource operatorDeadLetterSubscriptionReceivers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in union(operatorPrincipalIds, []): {
   name: guid(deadLetters.id, principalId, serviceBusDataReceiverRoleId)
   scope: deadLetters
+  properties: {
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiverRoleId)
+  }
+}]
+
+// Operators: batch-lifecycle watch and send --wait browse all-outcomes (peek only, but peeking needs Receiver).
+resource operatorAllOutcomesReceivers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in union(operatorPrincipalIds, []): {
+  name: guid(allOutcomes.id, principalId, serviceBusDataReceiverRoleId)
+  scope: allOutcomes
   properties: {
     principalId: principalId
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiverRoleId)

@@ -11,8 +11,8 @@ The function app's identity gets, and only gets:
 
 Producers and operators (main.bicep producerPrincipalIds / operatorPrincipalIds) get, each from a loop over
 its list, roles on single Service Bus entities only: producers Data Sender on the command queue; operators
-Data Receiver on the command queue (its dead-letter queue) and on the dead-letters subscription, and Data
-Sender on the command queue (redrive). Never the namespace or the resource group.
+Data Receiver on the command queue (its dead-letter queue) and on the dead-letters and all-outcomes
+subscriptions, and Data Sender on the command queue (redrive). Never the namespace or the resource group.
 
 Role definition ids checked against Microsoft's built-in roles list: Azure Service Bus Data Sender is
 69a216fc-b8fb-44d8-bc22-1f3c2cd27a39 (not ...-1f3c2552a39d, which is no built-in role), Data Receiver is
@@ -55,7 +55,7 @@ EXPECTED_PRINCIPAL_LOOPS: Final = Counter(
     {
         (SERVICE_BUS_DATA_SENDER, QUEUE, frozenset({"producerPrincipalIds", "operatorPrincipalIds"})): 1,
         (SERVICE_BUS_DATA_RECEIVER, QUEUE, frozenset({"operatorPrincipalIds"})): 1,
-        (SERVICE_BUS_DATA_RECEIVER, SUBSCRIPTION, frozenset({"operatorPrincipalIds"})): 1,
+        (SERVICE_BUS_DATA_RECEIVER, SUBSCRIPTION, frozenset({"operatorPrincipalIds"})): 2,
     }
 )
 
@@ -203,7 +203,7 @@ def test_principal_loops_assign_each_listed_principal_once(model: Model) -> None
         assert parameters["extra_string_2"] == props["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
 
 
-def test_operator_subscription_role_is_on_the_dead_letters_subscription(model: Model) -> None:
+def test_operator_subscription_roles_are_on_the_dead_letters_and_all_outcomes_subscriptions(model: Model) -> None:
     doc = model[MESSAGING]
     scopes = {
         _body(resource)["scope"]
@@ -211,7 +211,7 @@ def test_operator_subscription_role_is_on_the_dead_letters_subscription(model: M
         if resource["type"] == "Microsoft.Authorization/roleAssignments" and "loop_type" in resource["config"]
     }
     entities = {doc["resources"][scope]["config"]["name"] for scope in scopes}
-    assert entities == {"commandQueueName", "dead-letters"}
+    assert entities == {"commandQueueName", "dead-letters", "all-outcomes"}
 
 
 def test_principal_lists_come_from_comma_separated_main_parameters(model: Model) -> None:
