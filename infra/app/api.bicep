@@ -129,6 +129,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
         }
         {
+          // The Python worker calls configure_azure_monitor (azure-monitor-opentelemetry, in requirements.txt) at
+          // start-up: OpenTelemetry logs, spans and the app's metrics go straight to Application Insights, with
+          // Entra ID from APPLICATIONINSIGHTS_AUTHENTICATION_STRING. docs/observability.md
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
+        {
+          // Export only the app's own logger (the audit lines, run summaries, warnings), not the Azure SDKs' INFO.
+          name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME'
+          value: 'batch_lifecycle'
+        }
+        {
           // The Service Bus SDK-binding extension needs newer grpcio/protobuf than the worker ships;
           // isolate the worker's dependencies so the app's own versions load (the extension's samples do the same).
           name: 'PYTHON_ISOLATE_WORKER_DEPENDENCIES'

@@ -7,13 +7,15 @@ them except the local-only ones, and nothing else except the documented host/pla
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 import pytest
 
+from shared import telemetry
 from shared.config import LOCAL_ONLY, SETTINGS, load_settings
-from tests.infra.bicep import Model, Scope, Unresolved, evaluate, module_scope, only, render
+from tests.infra.bicep import REPO, Model, Scope, Unresolved, evaluate, module_scope, only, render
 
 API: Final = "app/api.bicep"
 
@@ -38,6 +40,10 @@ HOST_SETTINGS: Final = frozenset(
         # telemetry, authenticated with Entra ID (the component has local auth disabled)
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        # Python worker: configure_azure_monitor at start-up (OpenTelemetry straight to Application Insights),
+        # exporting the app's logger "batch_lifecycle" only (docs/observability.md)
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+        "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME",
         # Python worker: load the app's grpcio/protobuf (needed by the Service Bus SDK-type binding)
         # instead of the worker's own copies
         "PYTHON_ISOLATE_WORKER_DEPENDENCIES",
@@ -132,6 +138,17 @@ def test_identity_based_connections_use_the_user_assigned_identity(model: Model)
         text = render(value)
         assert "listKeys" not in text and "AccountKey=" not in text, name
         assert "SharedAccessKey" not in text, name
+
+
+def test_the_python_worker_sends_opentelemetry_with_entra_id(model: Model) -> None:
+    """The worker's Azure Monitor integration is on, exports the app's logger, and can import the distro."""
+    settings = _settings(model)
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == telemetry.log.name == "batch_lifecycle"
+    # the exporter reads "Authorization=AAD;ClientId=..." in any order, keys in any case, value exactly AAD
+    assert "Authorization=AAD" in str(settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
+    deployed = (REPO / "requirements.txt").read_text(encoding="utf-8")
+    assert re.search(r"^azure-monitor-opentelemetry==", deployed, re.MULTILINE), "the worker imports it"
 
 
 def test_identity_is_the_user_assigned_one(model: Model) -> None:
