@@ -23,6 +23,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSend
 from shared.config import ServiceBusSettings
 from shared.deadline import within
 from shared.messages import Outbound
+from shared.telemetry import TRACE_PROPERTIES
 
 T = TypeVar("T")
 MAX_IDLE_SENDERS: Final = 32  # as many as the worker's concurrent invocations could use at once
@@ -41,9 +42,12 @@ def to_sdk(message: Outbound) -> ServiceBusMessage:
 
 
 def _properties(message: Outbound) -> dict[str | bytes, Any]:
-    properties: dict[str | bytes, Any] = {}
-    properties.update(message.application_properties)
-    return properties
+    """Trace properties go under bytes keys: the SDK's own tracing adds them with ``setdefault`` on bytes
+    keys, so a str key would put a second, different ``traceparent`` on the wire (docs/observability.md)."""
+    return {
+        (name.encode() if name in TRACE_PROPERTIES else name): value
+        for name, value in message.application_properties.items()
+    }
 
 
 def make_client(settings: ServiceBusSettings, credential: Callable[[], TokenCredential]) -> ServiceBusClient:
