@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
+from bench import binding_cost, client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
 
 
 def benchmarks(runs: int) -> dict[str, tuple[str, Callable[[], dict[str, Any]]]]:
@@ -23,6 +23,7 @@ def benchmarks(runs: int) -> dict[str, tuple[str, Callable[[], dict[str, Any]]]]
         "client_cost": ("client cost per command", lambda: client_cost.run(calls=300, runs=runs)),
         "cold_start": ("cold start", lambda: cold_start.run(runs=max(runs, 7))),
         "end_to_end": ("end to end", lambda: end_to_end.run(commands=400, runs=runs)),
+        "binding_path": ("the Functions binding path's cost", lambda: binding_cost.run(messages=200, runs=runs)),
         "retention_scale": (
             "retention at scale",
             lambda: retention_scale.run(jobs=100, tasks_per_job=1000, runs=max(runs, 7)),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import bench.__main__ as bench_main
-from bench import client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
+from bench import binding_cost, client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
 from bench.latency_proxy import LatencyProxy
 
 
@@ -47,6 +47,13 @@ def test_end_to_end_shape() -> None:
     assert result["decisions"].get("succeeded", 0) >= 4
     assert result["bound_by"] in ("servicebus-peer", "batch-emulator")
     assert result["system_per_second"] > 0 and result["ratio_vs_bound"] > 0
+
+
+def test_binding_path_shape() -> None:
+    result = binding_cost.run(messages=4, runs=1)
+    assert result["encode_us"] > 0 and result["decode_package_us"] > 0
+    assert result["settle_grpc_ms"] > 0 and result["settle_direct_ms"] > 0
+    assert "extra_per_message_ms" in result
 
 
 def test_retention_scale_shape() -> None:
