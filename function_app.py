@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import azure.functions as func
 from azurefunctions.extensions.bindings import servicebus
 
+from shared import policies
 from shared.alerts import handle_alert
-from shared.retention import run_retention
 from shared.runtime import runtime
 from shared.settlement import received, settle
 
@@ -32,11 +32,18 @@ def process_command(
     settle(message_actions, message, result.settlement, rt.settings.get().servicebus_timeout)
 
 
+@app.timer_trigger(schedule="%POLICY_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def run_policies(timer: func.TimerRequest) -> None:
+    """Enqueue one selector command per POLICIES entry; a past-due or repeated run of one slot makes the same ids."""
+    rt = runtime()
+    policies.run_policies(rt.bus.get(), rt.settings.get(), datetime.now(UTC))
+
+
 @app.timer_trigger(schedule="%RETENTION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def retention_cleanup(timer: func.TimerRequest) -> None:
-    """Enqueue deleteTask commands for old completed tasks; a run that is past due still runs once."""
+    """Enqueue the retention policy's selector command (RETENTION_* shorthand); the fan-out does the rest."""
     rt = runtime()
-    run_retention(rt.batch.get(), rt.bus.get(), rt.settings.get(), datetime.now(UTC))
+    policies.run_retention(rt.bus.get(), rt.settings.get(), datetime.now(UTC))
 
 
 @app.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

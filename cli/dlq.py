@@ -36,11 +36,11 @@ from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
 
 from cli.bus import RECEIVER, SENDER, CliError, Target, UsageError, queue_access, talking
 from cli.outcomes import text_properties
-from shared.messages import ATTEMPT_PROPERTY, COMMAND_ID_PROPERTY, USABLE_ID, body_bytes
+from shared.messages import ATTEMPT_PROPERTY, COMMAND_ID_PROPERTY, REDRIVE_PROPERTY, USABLE_ID, body_bytes
 
 DEAD_LETTER_PROPERTIES: Final = ("DeadLetterReason", "DeadLetterErrorDescription")
 # Removed from a resent message: the attempt count starts again, and the broker's dead-letter stamps go.
-DROPPED_ON_REDRIVE: Final = frozenset({ATTEMPT_PROPERTY, *DEAD_LETTER_PROPERTIES})
+DROPPED_ON_REDRIVE: Final = frozenset({ATTEMPT_PROPERTY, REDRIVE_PROPERTY, *DEAD_LETTER_PROPERTIES})
 NO_REASON: Final = "(no reason)"
 MAX_MESSAGE_ID: Final = 128  # Service Bus
 REDRIVE_SUFFIX: Final = re.compile(r"#redrive-([0-9]{1,9})\Z")
@@ -379,15 +379,20 @@ def resend_copy(message: ServiceBusReceivedMessage, dead: Dead) -> ServiceBusMes
         for name, value in text_properties_raw(message.application_properties).items()
         if name not in DROPPED_ON_REDRIVE
     }
+    message_id = redrive_id(dead.message_id, dead.sequence_number)
+    generation = REDRIVE_SUFFIX.search(message_id)
+    # The processor gives a redrive generation ids of its own (retry copies, outcomes): duplicate detection
+    # then keeps them even inside the window of the original run (shared/messages.py REDRIVE_PROPERTY).
+    properties[REDRIVE_PROPERTY] = int(generation.group(1)) if generation else 1
     return ServiceBusMessage(
         keep_command_id(body_bytes(message.body), dead.message_id),
-        message_id=redrive_id(dead.message_id, dead.sequence_number),
+        message_id=message_id,
         subject=message.subject,
         correlation_id=message.correlation_id,
         content_type=message.content_type,
         reply_to=message.reply_to,
         to=message.to,
-        application_properties=properties or None,
+        application_properties=properties,
     )
 
 

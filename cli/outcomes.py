@@ -266,20 +266,16 @@ def outcome_line(outcome: Outcome) -> str:
     if isinstance(fan_out, dict):
         details.append("fanOut " + " ".join(f"{key}={value}" for key, value in fan_out.items() if key != "targets"))
     details += ["(dry run)" if event.get("dryRun") else None, f"commandId={outcome.command_id}"]
-    if event.get("httpStatus") is None and outcome.decision == "deadLetter" and event.get("detail"):
-        details.append(f"- {str(event.get('detail'))[:300]}")  # Batch was never called: say what is wrong
+    unexplained = event.get("httpStatus") is None and outcome.decision == "deadLetter"
+    if event.get("detail") and (unexplained or event.get("dryRun")):
+        # Batch was never called (say what is wrong), or a dry run (say what the real call would get and why).
+        details.append(f"- {str(event.get('detail'))[:300]}")
     tail = " ".join(str(part) for part in details if part)
     return f"{when}  {outcome.decision:<11} {outcome.action or '-':<14} {target:<28} {tail}"
 
 
 def _summary(event: Mapping[str, Any]) -> str:
     name = str(event.get("event") or "summary")
-    if name == "retentionSummary":
-        text = (
-            f"retention run: {event.get('jobsScanned')} jobs, {event.get('tasksSeen')} old tasks, "
-            f"{event.get('commandsEnqueued')} deleteTask commands enqueued"
-        )
-        return text + (" (dry run)" if event.get("dryRun") else "")
     fields = " ".join(f"{key}={value}" for key, value in event.items() if key != "event" and _scalar(value))
     return f"{name} {fields}"[:400]
 

@@ -123,6 +123,25 @@ param alertAllowedActions string = 'terminateTask,reactivateTask'
 @description('Most commands one alert may enqueue; a larger alert is refused with 400 (ALERT_MAX_COMMANDS).')
 param alertMaxCommands int = 100
 
+@description('Comma-separated job-id prefixes that selectors and policies may act on; empty = none (selectors refused), * = every job (FLEET_SCOPE_PREFIXES).')
+param fleetScopePrefixes string = ''
+
+@minValue(1)
+@maxValue(1000000)
+@description('Most targets one selector command acts on when it gives no limit (FLEET_DEFAULT_LIMIT).')
+param fleetDefaultLimit int = 1000
+
+@minValue(1)
+@maxValue(1000000)
+@description('Hard cap on a selector command\'s limit; a larger limit is refused (FLEET_MAX_LIMIT).')
+param fleetMaxLimit int = 100000
+
+@description('Fleet policies: a JSON array of {name, action, select, jobSelect, limit, dryRun, account}; each starts in dry run unless dryRun is false (POLICIES, passed through as is).')
+param policies string = '[]'
+
+@description('NCRONTAB schedule (UTC) of the run_policies timer (POLICY_SCHEDULE).')
+param policySchedule string = '0 0 * * * *'
+
 @minValue(1)
 @maxValue(100)
 @description('Attempts before a retryable command is dead-lettered with RetriesExhausted (RETRY_MAX_ATTEMPTS).')
@@ -141,7 +160,7 @@ param alertEmailReceivers string = ''
 @description('Comma-separated Entra object ids of command producers; each gets Azure Service Bus Data Sender on the command queue only.')
 param producerPrincipalIds string = ''
 
-@description('Comma-separated Entra object ids of operators; each gets Azure Service Bus Data Receiver on the command queue (its dead-letter queue) and on the dead-letters subscription, and Data Sender on the command queue (redrive).')
+@description('Comma-separated Entra object ids of operators; each gets Azure Service Bus Data Receiver on the command queue (its dead-letter queue) and on the dead-letters and all-outcomes subscriptions, and Data Sender on the command queue (redrive).')
 param operatorPrincipalIds string = ''
 
 @minValue(1)
@@ -276,6 +295,11 @@ module api 'app/api.bicep' = {
     retentionDryRun: retentionDryRun
     alertAllowedActions: alertAllowedActions
     alertMaxCommands: alertMaxCommands
+    fleetScopePrefixes: fleetScopePrefixes
+    fleetDefaultLimit: fleetDefaultLimit
+    fleetMaxLimit: fleetMaxLimit
+    policies: policies
+    policySchedule: policySchedule
     retryMaxAttempts: retryMaxAttempts
     decisionOverrides: decisionOverrides
   }

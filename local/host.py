@@ -280,12 +280,16 @@ def _listening(port: int) -> bool:
 
 
 def _outcome_line(event: dict[str, Any]) -> str:
-    if event.get("event") == "retentionSummary":
-        return (
-            f"summary  retention run: {event.get('jobsScanned')} jobs, {event.get('tasksSeen')} old tasks, "
-            f"{event.get('commandsEnqueued')} deleteTask commands enqueued"
+    if isinstance(event.get("fanOut"), dict):  # a selector page (README, "Fleet operations")
+        fan_out = event["fanOut"]
+        target = event.get("jobId") or fan_out.get("kind") or ""
+        progress = (
+            f"page={fan_out.get('page')} listed={fan_out.get('listed')} selected={fan_out.get('selected')} "
+            f"enqueued={fan_out.get('enqueued')} total={fan_out.get('totalSelected')}"
+            + (" limitReached" if fan_out.get("limitReached") else "")
             + (" (dry run)" if event.get("dryRun") else "")
         )
+        return f"fanout   {event.get('decision', '?'):<11} {event.get('action') or '-':<14} {target:<28} {progress}"
     target = "/".join(part for part in (event.get("jobId"), event.get("taskId")) if part)
     code = (event.get("batchError") or {}).get("code") or event.get("deadLetterReason")
     details = [f"attempt={event.get('attempt')}", f"http={event.get('httpStatus')}", code]

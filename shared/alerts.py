@@ -9,6 +9,9 @@ the result rows of the dimension combination that fired. Each command goes throu
 check as a queue message, and its id is derived from the alert id and the target, so Azure Monitor's
 retries of one notification enqueue nothing new. At most ``ALERT_MAX_COMMANDS`` commands per alert.
 
+Instead of one target, an alert may name a configured fleet policy to run now (``batchPolicy``): it enqueues
+that policy's selector command, with an id derived from the alert id (``shared/policies.py``).
+
 Every raw JSON value is read through ``_Node`` (the one place that checks JSON types): a value of the
 wrong type is a 400 naming its path, never an exception; reasons describe foreign values by their JSON
 type or a short quoted prefix, never by converting them to text.
@@ -23,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from shared.config import Settings
-from shared.contract import Command, InvalidCommand, parse_command, stable_id
+from shared.contract import Command, InvalidCommand, Selection, parse_command, stable_id
 from shared.deadline import DeadlineExceeded
 from shared.messages import Outbound, Producer
+from shared.policies import alert_run_id, by_name
 
 log = logging.getLogger("batch_lifecycle")
 
@@ -33,6 +37,8 @@ SCHEMA_ID: Final = "azureMonitorCommonAlertSchema"
 MAX_ALERT_BYTES: Final = 256 * 1024  # the documented upper size of a common-schema alert
 CONDITIONS: Final = ("Fired", "Resolved")
 ACTION_PROPERTY: Final = "batchAction"
+POLICY_PROPERTY: Final = "batchPolicy"
+MAX_LISTED_POLICIES: Final = 20
 # custom property -> command field; together with ACTION_PROPERTY these are the documented names.
 PROPERTY_FIELDS: Final = {
     "batchAccount": "account",
@@ -63,9 +69,11 @@ class AlertResult:
     alert_id: str | None = None
     commands: tuple[Command, ...] = ()
     rejected: tuple[str, ...] = field(default=())
+    selections: tuple[Selection, ...] = ()  # a policy run (batchPolicy)
+    policy: str | None = None
 
     def messages(self) -> list[Outbound]:
-        return [command.to_message() for command in self.commands]
+        return [command.to_message() for command in self.commands] + [s.to_message() for s in self.selections]
 
     def body(self) -> dict[str, Any]:
         """The HTTP answer's JSON body."""
@@ -82,6 +90,15 @@ class AlertResult:
                     "taskId": c.task_id,
                 }
                 for c in self.commands
+            ] + [
+                {
+                    "commandId": s.command_id,
+                    "action": s.action,
+                    "account": s.account,
+                    "policy": self.policy,
+                    "dryRun": s.dry_run,
+                }
+                for s in self.selections
             ]
         if self.rejected:
             answer["rejected"] = list(self.rejected)
@@ -277,7 +294,7 @@ def _result_rows(results: _Node) -> list[_Named]:
 def _batch_properties(node: _Node) -> dict[str, str]:
     """The ``batch…`` custom properties of one object; null and "" are unset, any other non-string is a 400."""
     found: dict[str, str] = {}
-    for name in (ACTION_PROPERTY, *PROPERTY_FIELDS):
+    for name in (ACTION_PROPERTY, POLICY_PROPERTY, *PROPERTY_FIELDS):
         value = node[name].text()
         if value:
             found[name] = value
@@ -451,26 +468,28 @@ def _listed(rejected: list[str]) -> tuple[str, ...]:
     return (*rejected[:MAX_LISTED_REJECTIONS], f"... and {len(rejected) - MAX_LISTED_REJECTIONS} more")
 
 
-def parse_alert(
-    raw: bytes,
-    allowed_actions: Collection[str],
-    accounts: Collection[str],
-    default_account: str,
-    *,
-    max_commands: int,
-) -> AlertResult:
+def parse_alert(raw: bytes, settings: Settings) -> AlertResult:
     """Decide what an alert asks for: 202 with commands, 200 with why nothing, 400 with what is wrong."""
     try:
         alert = _read(raw)
     except InvalidAlert as exc:
         return AlertResult(400, str(exc))
     try:
-        action = _requested_action(alert, allowed_actions)
-        commands, rejected, notes = _commands(alert, action, accounts, default_account)
+        if alert.condition == "Fired" and POLICY_PROPERTY in alert.properties:
+            return _policy_run(alert, settings)
+        action = _requested_action(alert, settings.alert_actions)
+        commands, rejected, notes = _commands(alert, action, settings.accounts, settings.default_account)
     except IgnoredAlert as exc:
         return AlertResult(200, str(exc), alert.alert_id)
     except InvalidAlert as exc:
         return AlertResult(400, str(exc), alert.alert_id)
+    return _command_result(alert, action, (commands, rejected, notes), settings.alert_max_commands)
+
+
+def _command_result(
+    alert: _Alert, action: str, found: tuple[list[Command], list[str], list[str]], max_commands: int
+) -> AlertResult:
+    commands, rejected, notes = found
     listed = _listed(rejected)
     if not commands:
         reason = "the alert makes no valid command: " + "; ".join(listed)
@@ -485,6 +504,33 @@ def parse_alert(
         return AlertResult(400, reason, alert.alert_id, (), listed)
     reason = f"{len(commands)} {action} command(s) enqueued"
     return AlertResult(202, reason, alert.alert_id, tuple(commands), listed)
+
+
+def _policy_run(alert: _Alert, settings: Settings) -> AlertResult:
+    """``batchPolicy``: run a configured policy now, under an id derived from the alert id."""
+    name = alert.properties[POLICY_PROPERTY]
+    others = [prop for prop in (ACTION_PROPERTY, *PROPERTY_FIELDS) if prop in alert.properties]
+    if others:
+        raise InvalidAlert(
+            f"{POLICY_PROPERTY} names a whole policy (its action, account and selectors); remove {others} from the "
+            "alert rule's custom properties"
+        )
+    policies = by_name(settings)
+    policy = policies.get(name)
+    if policy is None:
+        shown = _joined([repr(known) for known in sorted(policies)], ", ", MAX_LISTED_POLICIES) or "none"
+        raise InvalidAlert(
+            f"{POLICY_PROPERTY} {name[:60]!r} is not a configured policy (POLICIES or the retention shorthand); "
+            f"configured policies: {shown}"
+        )
+    requested_by = f"alert:{alert.rule}"[:MAX_REQUESTED_BY]
+    try:
+        selection = policy.selection(settings, alert_run_id(policy, alert.alert_id), requested_by)
+    except InvalidCommand as exc:
+        raise InvalidAlert(f"policy {name!r} cannot run: {exc}") from None
+    mode = "dry run" if selection.dry_run else "acting"
+    reason = f"policy {name!r} enqueued ({mode}): {selection.action} selector {selection.command_id}"
+    return AlertResult(202, reason, alert.alert_id, selections=(selection,), policy=name)
 
 
 def _requested_action(alert: _Alert, allowed_actions: Collection[str]) -> str:
@@ -502,7 +548,7 @@ def _requested_action(alert: _Alert, allowed_actions: Collection[str]) -> str:
 
 def _enqueue(result: AlertResult, bus: Producer) -> AlertResult:
     """Send the commands; a failed send answers 503 (action groups retry it; the ids make the retry harmless)."""
-    if not result.commands:
+    if not result.commands and not result.selections:
         return result
     try:
         bus.enqueue(result.messages())
@@ -515,14 +561,7 @@ def _enqueue(result: AlertResult, bus: Producer) -> AlertResult:
 
 def handle_alert(raw: bytes, settings: Settings, bus: Producer) -> AlertResult:
     """Parse, enqueue what the alert asks for, and log one line."""
-    parsed = parse_alert(
-        raw,
-        settings.alert_actions,
-        settings.accounts,
-        settings.default_account,
-        max_commands=settings.alert_max_commands,
-    )
-    result = _enqueue(parsed, bus)
+    result = _enqueue(parse_alert(raw, settings), bus)
     log.info(
         "%s",
         json.dumps(
@@ -531,7 +570,8 @@ def handle_alert(raw: bytes, settings: Settings, bus: Producer) -> AlertResult:
                 "status": result.status,
                 "reason": result.reason,
                 "alertId": result.alert_id,
-                "commandIds": [c.command_id for c in result.commands],
+                "commandIds": [c.command_id for c in result.commands] + [s.command_id for s in result.selections],
+                "policy": result.policy,
                 "rejected": list(result.rejected),
             }
         ),

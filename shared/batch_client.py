@@ -1,4 +1,4 @@
-"""The Azure Batch REST client: the four lifecycle actions, reads for dry runs, paged listings.
+"""The Azure Batch REST client: the five lifecycle actions, reads for dry runs, paged listings, task counts.
 
 One ``requests.Session`` (pooled keep-alive connections, thread-safe for this use) and one token
 credential per process. Transport failures come back as answers with ``transport_error`` set, so
@@ -140,8 +140,10 @@ def action_call(command: Command) -> _Call:
         return _Call("POST", f"{task}/terminate")
     if command.action == "reactivateTask":
         return _Call("POST", f"{task}/reactivate")
-    body = {"terminateReason": command.reason} if command.reason else None
     params = {"force": "true"} if command.force else {}
+    if command.action == "deleteJob":
+        return _Call("DELETE", job, params)
+    body = {"terminateReason": command.reason} if command.reason else None
     return _Call("POST", f"{job}/terminate", params, body)
 
 
@@ -172,6 +174,28 @@ class BatchClient:
     def get_task(self, account: str, job_id: str, task_id: str, command: Command | None = None) -> BatchAnswer:
         path = f"/jobs/{_segment(job_id)}/tasks/{_segment(task_id)}"
         return self._send(account, _Call("GET", path), command)
+
+    def get_task_counts(self, account: str, job_id: str, key: str | None = None) -> BatchAnswer:
+        """Get Task Counts of one job (``GET /jobs/{jobId}/taskcounts``)."""
+        return self._send(account, _Call("GET", f"/jobs/{_segment(job_id)}/taskcounts"), None, key)
+
+    def list_page(
+        self, account: str, path: str, params: Mapping[str, str], next_link: str | None = None, key: str | None = None
+    ) -> BatchAnswer:
+        """One page of a listing: the first (``path`` with ``params``) or the one ``next_link`` names.
+
+        A next link is followed only when it points at the configured endpoint and the same listing path
+        (``UntrustedLink`` otherwise): it may come from a message, and the token must go nowhere else.
+        ``key`` derives the client-request-id, so a page's attempts share one id in Batch's logs.
+        """
+        if next_link is None:
+            return self._send(account, _Call("GET", path, params), None, key)
+        url = self._trusted(account, next_link)
+        assert url is not None  # a link was given
+        # Batch ids are case-insensitive, so the service may spell the job differently in its link.
+        if urlsplit(url).path.lower() != urlsplit(self._endpoints[account] + path).path.lower():
+            raise UntrustedLink("paging link does not continue the same listing")
+        return self._request("GET", url, None, None, None, key=key)
 
     def list_pages(self, account: str, path: str, params: Mapping[str, str]) -> Iterator[BatchAnswer]:
         """Yield each page of a listing (jobs or tasks), following odata.nextLink.
@@ -211,18 +235,20 @@ class BatchClient:
             raise UntrustedLink(f"paging link host {target.netloc!r} is not the configured endpoint")
         return str(link)
 
-    def _send(self, account: str, call: _Call, command: Command | None) -> BatchAnswer:
+    def _send(self, account: str, call: _Call, command: Command | None, key: str | None = None) -> BatchAnswer:
         url = self._endpoints[account] + call.path
         params = {**call.params, "api-version": self._api_version}
-        return self._request(call.method, url, params, call.body, command)
+        return self._request(call.method, url, params, call.body, command, key=key)
 
-    def _headers(self, command: Command | None, has_body: bool) -> dict[str, str]:
+    def _headers(self, command: Command | None, has_body: bool, key: str | None) -> dict[str, str]:
         token = self._credential.get_token(BATCH_SCOPE).token
+        if key is None and command is not None:
+            key = command.command_id
         headers = {
             "Authorization": f"Bearer {token}",
             "ocp-date": formatdate(usegmt=True),
             "return-client-request-id": "true",
-            "client-request-id": client_request_id(command.command_id) if command else str(uuid.uuid4()),
+            "client-request-id": client_request_id(key) if key is not None else str(uuid.uuid4()),
             "Accept": "application/json",
         }
         if has_body:
@@ -240,10 +266,12 @@ class BatchClient:
         params: Mapping[str, str] | None,
         body: Mapping[str, Any] | None,
         command: Command | None,
+        *,
+        key: str | None = None,
     ) -> BatchAnswer:
         started = time.perf_counter()
         try:
-            headers = self._headers(command, body is not None)
+            headers = self._headers(command, body is not None, key)
             response = self._session.request(
                 method,
                 url,
@@ -256,9 +284,9 @@ class BatchClient:
             return _answer(response, _elapsed_ms(started))
         except ClientAuthenticationError as exc:
             # The identity endpoint failed; the exception text carries no token.
-            return _failure(f"could not get a token: {type(exc).__name__}", started, command)
+            return _failure(f"could not get a token: {type(exc).__name__}", started, command, key)
         except requests.RequestException as exc:
-            return _failure(f"no answer from Batch: {type(exc).__name__}", started, command)
+            return _failure(f"no answer from Batch: {type(exc).__name__}", started, command, key)
 
 
 class BatchListError(RuntimeError):
@@ -271,11 +299,12 @@ def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-def _failure(message: str, started: float, command: Command | None) -> BatchAnswer:
+def _failure(message: str, started: float, command: Command | None, key: str | None = None) -> BatchAnswer:
+    key = key if key is not None else (command.command_id if command else None)
     return BatchAnswer(
         status=None,
         error=BatchError(TRANSPORT_ERROR, message),
-        client_request_id=client_request_id(command.command_id) if command else None,
+        client_request_id=client_request_id(key) if key is not None else None,
         duration_ms=_elapsed_ms(started),
     )
 

@@ -11,11 +11,17 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-ACTIONS: Final = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob")
+from shared import ncrontab
+from shared.selectors import JOB_STATES, PREFIX_PATTERN, Scope
+
+if TYPE_CHECKING:
+    from shared.policies import FleetPolicy
+
+ACTIONS: Final = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob", "deleteJob")
 DECISIONS: Final = ("succeeded", "alreadyDone", "retry", "deadLetter")
 
 # name -> (default or None when required/optional-without-default, one-line meaning)
@@ -45,14 +51,30 @@ SETTINGS: Final[dict[str, tuple[str | None, str]]] = {
     "RETRY_BASE_DELAY_SECONDS": ("5", "Backoff base: attempt n waits up to base * 2**(n-1) seconds"),
     "RETRY_MAX_DELAY_SECONDS": ("900", "Backoff cap in seconds"),
     "DECISION_OVERRIDES": ("{}", 'JSON object "action:ErrorCode" -> decision, overriding the policy table'),
+    "FLEET_SCOPE_PREFIXES": (
+        "",
+        "Comma-separated job-id prefixes selectors and policies may act on; empty = no job (selectors are "
+        "refused); * = every job",
+    ),
+    "FLEET_DEFAULT_LIMIT": ("1000", "Most targets one selector command acts on when it gives no limit"),
+    "FLEET_MAX_LIMIT": ("100000", "Hard cap on a selector's limit; a larger limit is refused as InvalidCommand"),
+    "POLICIES": (
+        "[]",
+        "JSON array of fleet policies (name, action, select, jobSelect, limit, dryRun, account); "
+        "dryRun defaults to true",
+    ),
+    "POLICY_SCHEDULE": ("0 0 * * * *", "NCRONTAB schedule (UTC) of the run_policies timer"),
     "RETENTION_SCHEDULE": ("0 0 3 * * *", "NCRONTAB schedule (UTC) of the retention cleanup timer"),
-    "RETENTION_DAYS": ("7", "Completed tasks older than this many days are deleted"),
+    "RETENTION_DAYS": (
+        "7",
+        "Completed tasks older than this many days are deleted (the retention policy's olderThan)",
+    ),
     "RETENTION_ACCOUNTS": ("", "Comma-separated account aliases to clean; empty = all configured"),
     "RETENTION_JOB_PREFIX": ("", "Only jobs whose id starts with this prefix; empty = all jobs"),
     "RETENTION_JOB_STATE": ("", "Only jobs in this state (e.g. completed); empty = any state"),
     "RETENTION_TASK_RESULT": ("any", "Which completed tasks qualify: any or success"),
-    "RETENTION_MAX_COMMANDS": ("10000", "At most this many delete commands per run"),
-    "RETENTION_DRY_RUN": ("false", "Report what would be deleted without enqueuing commands"),
+    "RETENTION_MAX_COMMANDS": ("10000", "At most this many delete commands per run (the policy's limit)"),
+    "RETENTION_DRY_RUN": ("false", "The retention policy runs as a dry run: it reports what it would delete"),
     "ALERT_ALLOWED_ACTIONS": ("terminateTask,reactivateTask", "Actions an alert may trigger (comma-separated)"),
     "ALERT_MAX_COMMANDS": ("100", "Most commands one alert may enqueue; a larger alert is refused with 400"),
     "SERVICEBUS_TIMEOUT_SECONDS": ("5", "Time limit of each Service Bus send, schedule or settlement"),
@@ -179,6 +201,15 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """Selectors and policies: the scope guard and the limits (README, "Fleet operations")."""
+
+    scope: Scope
+    default_limit: int
+    max_limit: int
+
+
+@dataclass(frozen=True)
 class Settings:
     accounts: dict[str, str]
     default_account: str
@@ -195,6 +226,10 @@ class Settings:
     alert_actions: tuple[str, ...]
     alert_max_commands: int
     servicebus_timeout: float
+    fleet: FleetSettings = field(default_factory=lambda: FleetSettings(Scope(), 1000, 100_000))
+    policy_schedule: str = "0 0 * * * *"
+    # Every policy: POLICIES plus the retention shorthand (RETENTION_*), validated at load.
+    policies: tuple[FleetPolicy, ...] = ()
 
 
 API_VERSIONS: Final = ("2025-06-01", "2024-07-01.20.0")
@@ -249,14 +284,21 @@ def _servicebus(env: Mapping[str, str]) -> ServiceBusSettings:
 _NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 
 
-def _schedule(env: Mapping[str, str]) -> str:
+def _schedule(env: Mapping[str, str], name: str) -> str:
     """The Functions host owns the schedule; catch the common mistake (five-field cron) with a clear message."""
-    schedule = _get(env, "RETENTION_SCHEDULE")
+    schedule = _get(env, name)
     fields = schedule.split()
-    if len(fields) != 6 or not all(_NCRONTAB_FIELD.fullmatch(field) for field in fields):
+    problem = None
+    if len(fields) == 6 and all(_NCRONTAB_FIELD.fullmatch(field) for field in fields):
+        try:
+            ncrontab.parse(schedule)
+        except ncrontab.ScheduleError as exc:
+            problem = str(exc)
+    if problem is not None or len(fields) != 6 or not all(_NCRONTAB_FIELD.fullmatch(field) for field in fields):
         raise ConfigError(
-            f"setting RETENTION_SCHEDULE={schedule!r} must be an NCRONTAB expression with six fields, "
+            f"setting {name}={schedule!r} must be an NCRONTAB expression with six fields, "
             "{second} {minute} {hour} {day} {month} {day-of-week}, e.g. '0 0 3 * * *' for 03:00 UTC daily"
+            + (f" (its {problem})" if problem else "")
         )
     return schedule
 
@@ -270,11 +312,11 @@ def _retention(env: Mapping[str, str], accounts: Mapping[str, str]) -> Retention
     if task_result not in ("any", "success"):
         raise ConfigError(f"setting RETENTION_TASK_RESULT={task_result!r} must be 'any' or 'success'")
     job_state = _get(env, "RETENTION_JOB_STATE")
-    job_states = ("", "active", "disabling", "disabled", "enabling", "terminating", "completed", "deleting")
-    if job_state not in job_states:
-        raise ConfigError(f"setting RETENTION_JOB_STATE={job_state!r} must be empty or one of {job_states[1:]}")
+    # The job selector's states (the retention policy's jobSelect.state).
+    if job_state not in ("", *JOB_STATES):
+        raise ConfigError(f"setting RETENTION_JOB_STATE={job_state!r} must be empty or one of {JOB_STATES}")
     return RetentionSettings(
-        schedule=_schedule(env),
+        schedule=_schedule(env, "RETENTION_SCHEDULE"),
         days=_int(env, "RETENTION_DAYS", 0, 3650),
         accounts=selected,
         job_prefix=_get(env, "RETENTION_JOB_PREFIX"),
@@ -283,6 +325,27 @@ def _retention(env: Mapping[str, str], accounts: Mapping[str, str]) -> Retention
         max_commands=_int(env, "RETENTION_MAX_COMMANDS", 1, 1_000_000),
         dry_run=_bool(env, "RETENTION_DRY_RUN"),
     )
+
+
+def _fleet(env: Mapping[str, str]) -> FleetSettings:
+    prefixes = _csv(env, "FLEET_SCOPE_PREFIXES")
+    if "*" in prefixes:
+        if len(prefixes) > 1:
+            raise ConfigError("setting FLEET_SCOPE_PREFIXES: * (every job) stands alone; remove the other prefixes")
+        scope = Scope(everything=True)
+    else:
+        bad = [prefix for prefix in prefixes if not PREFIX_PATTERN.fullmatch(prefix)]
+        if bad:
+            raise ConfigError(
+                f"setting FLEET_SCOPE_PREFIXES has invalid prefixes {bad}: each is 1-64 letters, digits, '-' or '_' "
+                "(or * alone for every job)"
+            )
+        scope = Scope(prefixes=tuple(dict.fromkeys(prefixes)))
+    max_limit = _int(env, "FLEET_MAX_LIMIT", 1, 10_000_000)
+    default_limit = _int(env, "FLEET_DEFAULT_LIMIT", 1, 10_000_000)
+    if default_limit > max_limit:
+        raise ConfigError(f"setting FLEET_DEFAULT_LIMIT={default_limit} must not exceed FLEET_MAX_LIMIT={max_limit}")
+    return FleetSettings(scope, default_limit, max_limit)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -297,7 +360,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if bad_actions:
         raise ConfigError(f"setting ALERT_ALLOWED_ACTIONS has unknown actions {bad_actions}; known: {ACTIONS}")
     max_delay = _float(env, "RETRY_MAX_DELAY_SECONDS", 1, 86_400)
-    return Settings(
+    settings = Settings(
         accounts=accounts,
         default_account=default_account,
         api_version=api_version,
@@ -313,7 +376,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_actions=alert_actions,
         alert_max_commands=_int(env, "ALERT_MAX_COMMANDS", 1, 10_000),
         servicebus_timeout=_float(env, "SERVICEBUS_TIMEOUT_SECONDS", 0.5, 120),
+        fleet=_fleet(env),
+        policy_schedule=_schedule(env, "POLICY_SCHEDULE"),
     )
+    # Policies are commands: they are checked by the command contract, which needs the settings above.
+    from shared.policies import load_policies  # noqa: PLC0415 - shared.policies imports this module
+
+    return replace(settings, policies=load_policies(_get(env, "POLICIES"), settings))
 
 
 def markdown_table() -> str:

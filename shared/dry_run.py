@@ -58,6 +58,9 @@ def _job_conflict(action: str, state: str | None) -> str | None:
     # Tasks of a completed job can still be deleted (that is what retention cleanup does).
     if action == "deleteTask" and code == "JobCompleted":
         return None
+    # Delete Job is refused only while the job is already being deleted (docs/batch-facts.md, "Delete Job").
+    if action == "deleteJob" and code != "JobBeingDeleted":
+        return None
     return code
 
 

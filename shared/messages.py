@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+from shared.telemetry import TraceContext, trace_context_of
+
 ATTEMPT_PROPERTY: Final = "attempt"
+# Set by `batch-lifecycle dlq redrive`: the resend is generation n of its command, with ids of its own.
+REDRIVE_PROPERTY: Final = "redrive"
+_MAX_GENERATION: Final = 999
 COMMAND_ID_PROPERTY: Final = "commandId"
 
 
@@ -77,6 +82,8 @@ class Received:
     attempt: int = 1
     problems: tuple[str, ...] = ()
     fingerprint: str = ""
+    generation: int = 0  # 0, or n for the n-th redrive of a dead-lettered command
+    trace: TraceContext | None = None  # the sender's W3C trace context (traceparent / Diagnostic-Id)
 
     @classmethod
     def read(cls, body: object, message_id: object = None, properties: Mapping[Any, Any] | None = None) -> Received:
@@ -90,13 +97,33 @@ class Received:
         # Any other message_id (an int, a UUID, 128 characters ...) is not reused: the command then needs
         # a commandId field, and parse_command says so.
         usable = message_id if isinstance(message_id, str) and USABLE_ID.fullmatch(message_id) else None
+        texts = read_properties(properties)
         return cls(
             body=raw,
             message_id=usable,
-            attempt=read_attempt(read_properties(properties)),
+            attempt=read_attempt(texts),
             problems=tuple(problems),
             fingerprint=_fingerprint(raw, body, message_id),
+            generation=_generation(texts),
+            trace=trace_context_of(texts),
         )
+
+
+def id_base(command_id: str, dry_run: bool, generation: int) -> str:
+    """What every message id derived from one command starts with (docs/design.md, "Outcome events").
+
+    A dry run and each redrive generation get ids of their own, so the topic's and the queue's duplicate
+    detection never hide them behind the original run's. At most 100 + 7 + 5 characters.
+    """
+    base = f"{command_id}#dryRun" if dry_run else command_id
+    return f"{base}#r{generation}" if generation else base
+
+
+def _generation(properties: Mapping[str, str]) -> int:
+    text = properties.get(REDRIVE_PROPERTY, "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(_MAX_GENERATION)):
+        return 0
+    return int(text)
 
 
 def _kind(exc: BaseException) -> str:

@@ -7,9 +7,50 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.batch_client import BatchAnswer
-from shared.messages import Outbound, json_body
+from shared.messages import Outbound, id_base, json_body
 
 TERMINAL_DECISIONS = frozenset({"succeeded", "alreadyDone", "deadLetter"})
+EXPANDING = "expanding"  # a selector page whose expansion continues on the next page
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """What one page of a selector's expansion did, and the running totals (README, "Fleet operations")."""
+
+    kind: str
+    page: int
+    listed: int
+    matched: int
+    selected: int
+    enqueued: int
+    total_listed: int
+    total_matched: int
+    total_selected: int
+    total_enqueued: int
+    limit: int
+    remaining: int
+    limit_reached: bool
+    more: bool
+    first_targets: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "page": self.page,
+            "listed": self.listed,
+            "matched": self.matched,
+            "selected": self.selected,
+            "enqueued": self.enqueued,
+            "totalListed": self.total_listed,
+            "totalMatched": self.total_matched,
+            "totalSelected": self.total_selected,
+            "totalEnqueued": self.total_enqueued,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "limitReached": self.limit_reached,
+            "more": self.more,
+            "firstTargets": list(self.first_targets),
+        }
 
 
 @dataclass(frozen=True)
@@ -28,6 +69,9 @@ class Outcome:
     dead_letter_reason: str | None = None
     detail: str | None = None
     requested_by: str | None = None
+    page: int | None = None  # a selector's page; None for a single-target command
+    fan_out: FanOut | None = None
+    generation: int = 0  # the redrive generation of the message decided (messages.REDRIVE_PROPERTY)
 
     @property
     def error_code(self) -> str | None:
@@ -55,6 +99,7 @@ class Outcome:
             "detail": self.detail,
             "requestedBy": self.requested_by,
             "occurredAt": _iso(self.occurred_at),
+            "fanOut": self.fan_out.as_dict() if self.fan_out is not None else None,
         }
 
     @property
@@ -64,10 +109,17 @@ class Outcome:
         So the topic's duplicate detection drops a second terminal outcome of the same command (a
         redelivery after a lost settlement, a retry copy that ran anyway, a producer's resend) while
         each attempt's ``retry`` progress event keeps its own id. A dry run has ids of its own, so it
-        never hides the real run's outcome. At most 100 + 7 + 4 characters (Service Bus allows 128).
+        never hides the real run's outcome. A selector's pages add the page: ``<base>#p<page>`` for an
+        ``expanding`` page, ``<base>#p<page>#<attempt>`` for a retry of that page's expansion. A redrive
+        (generation n) adds ``#r<n>`` to the base, so its outcomes are published inside the window too. At
+        most 100 + 7 + 5 + 8 + 4 characters (Service Bus allows 128).
         """
-        base = f"{self.command_id}#dryRun" if self.dry_run else self.command_id
-        return base if self.decision in TERMINAL_DECISIONS else f"{base}#{self.attempt}"
+        base = id_base(self.command_id, self.dry_run, self.generation)
+        if self.decision in TERMINAL_DECISIONS:
+            return base
+        if self.page is not None:
+            return f"{base}#p{self.page}" + ("" if self.decision == EXPANDING else f"#{self.attempt}")
+        return f"{base}#{self.attempt}"
 
     def message(self) -> Outbound:
         """The topic message, with application properties a subscription's SQL filter can use."""

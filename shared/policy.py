@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 Decision = Literal["succeeded", "alreadyDone", "retry", "deadLetter"]
 
-ACTIONS: Final = ("deleteTask", "terminateTask", "reactivateTask", "terminateJob")
+ACTIONS: Final = ("deleteTask", "terminateTask", "reactivateTask", "terminateJob", "deleteJob")
 TRANSPORT_ERROR: Final = "TransportError"  # pseudo-code: connection error, timeout, unreadable answer
 
 
@@ -46,22 +46,31 @@ def _rule(
 _RETRY_STATUSES: Final = (408, 429, 500, 502, 503, 504)
 _RETRY_CODES: Final = ("ServerBusy", "InternalError", "OperationTimedOut", "TooManyRequests", TRANSPORT_ERROR)
 
-#                        deleteTask      terminateTask   reactivateTask  terminateJob
+#                        deleteTask      terminateTask   reactivateTask  terminateJob   deleteJob
 TABLE: Final[tuple[Rule, ...]] = (
-    _rule("404 TaskNotFound", ("alreadyDone", "deadLetter", "deadLetter", None), codes=("TaskNotFound",)),
-    _rule("404 JobNotFound", ("alreadyDone", "deadLetter", "deadLetter", "deadLetter"), codes=("JobNotFound",)),
-    _rule("409 TaskCompleted", ("deadLetter", "alreadyDone", None, None), codes=("TaskCompleted",)),
-    _rule("409 TaskNotCompleted", (None, None, "alreadyDone", None), codes=("TaskNotCompleted",)),
-    _rule("409 TaskSucceeded", (None, None, "deadLetter", None), codes=("TaskSucceeded",)),
-    _rule("409 JobCompleted", ("deadLetter", "alreadyDone", "deadLetter", "alreadyDone"), codes=("JobCompleted",)),
+    _rule("404 TaskNotFound", ("alreadyDone", "deadLetter", "deadLetter", None, None), codes=("TaskNotFound",)),
+    _rule(
+        "404 JobNotFound",
+        ("alreadyDone", "deadLetter", "deadLetter", "deadLetter", "alreadyDone"),
+        codes=("JobNotFound",),
+    ),
+    _rule("409 TaskCompleted", ("deadLetter", "alreadyDone", None, None, None), codes=("TaskCompleted",)),
+    _rule("409 TaskNotCompleted", (None, None, "alreadyDone", None, None), codes=("TaskNotCompleted",)),
+    _rule("409 TaskSucceeded", (None, None, "deadLetter", None, None), codes=("TaskSucceeded",)),
+    _rule(
+        "409 JobCompleted",
+        ("deadLetter", "alreadyDone", "deadLetter", "alreadyDone", None),
+        codes=("JobCompleted",),
+    ),
+    # deleteJob of a terminating job: delete once the termination has completed.
     _rule(
         "409 JobBeingTerminated",
-        ("retry", "alreadyDone", "deadLetter", "alreadyDone"),
+        ("retry", "alreadyDone", "deadLetter", "alreadyDone", "retry"),
         codes=("JobBeingTerminated",),
     ),
     _rule(
         "409 JobBeingDeleted",
-        ("alreadyDone", "alreadyDone", "deadLetter", "alreadyDone"),
+        ("alreadyDone", "alreadyDone", "deadLetter", "alreadyDone", "alreadyDone"),
         codes=("JobBeingDeleted",),
     ),
     _rule("412 ConditionNotMet", _all("deadLetter"), codes=("ConditionNotMet",)),
@@ -93,6 +102,7 @@ SUCCESS_STATUS: Final[Mapping[str, int]] = {
     "terminateTask": 204,
     "reactivateTask": 204,
     "terminateJob": 202,
+    "deleteJob": 202,
 }
 
 
@@ -106,6 +116,20 @@ class Verdict:
 @dataclass(frozen=True)
 class Policy:
     overrides: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def decide_listing(self, status: int | None, code: str | None) -> Verdict:
+        """A selector's listing (List Jobs / List Tasks / Get Task Counts) that did not answer 2xx.
+
+        ``JobNotFound`` means the job whose tasks were to be listed is gone: nothing is left to select
+        (``alreadyDone``). Otherwise the rows every action shares decide (auth, throttling, server errors,
+        other 4xx); ``DECISION_OVERRIDES`` apply to actions, not to listings.
+        """
+        if code == "JobNotFound":
+            return Verdict("alreadyDone", "404 JobNotFound (nothing left to select)")
+        for rule in _rules_for(code, status):
+            if len(set(rule.cells)) == 1 and rule.cells[0] is not None:
+                return Verdict(rule.cells[0], rule.answer, rule.max_attempts)
+        return Verdict("deadLetter", "unexpected answer")
 
     def decide(self, action: str, status: int | None, code: str | None) -> Verdict:
         """Map one Batch answer (HTTP status and BatchError code, if any) to a verdict."""

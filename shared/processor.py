@@ -5,18 +5,25 @@ The order is call Batch -> decide -> (schedule retry copy) -> publish outcome ->
 it again; the policy turns the repeat into ``alreadyDone`` and the topic's duplicate detection drops its
 second terminal outcome, whose message id depends on the commandId only.
 
+A selector command (``select`` / ``jobSelect``) is expanded one listing page per message by
+``shared/fanout.py``; its order is list one page -> enqueue the targets the previous page chose -> enqueue
+the continuation -> publish the ``fanOut`` outcome -> settle, and any failure after the listing abandons the
+message the same way (docs/design.md, "Fleet operations").
+
 ``process`` never raises: an unreadable message is an ``InvalidCommand`` dead-letter, a defect of our
 own while deciding is handled like an unreadable Batch answer (retried, then ``RetriesExhausted``), and
-a failure to publish or schedule abandons the message.
+a failure to publish, enqueue or schedule abandons the message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -25,25 +32,48 @@ from shared import dry_run
 from shared.backoff import retry_delay
 from shared.batch_client import BatchAnswer, BatchError
 from shared.config import Settings
-from shared.contract import Command, InvalidCommand, Parsed, parse_command
-from shared.messages import ATTEMPT_PROPERTY, COMMAND_ID_PROPERTY, Outbound, Received
+from shared.contract import Command, InvalidCommand, Parsed, Selection, page_message_id, parse_message
+from shared.fanout import Expander, Lister, PagePlan
+from shared.messages import ATTEMPT_PROPERTY, COMMAND_ID_PROPERTY, REDRIVE_PROPERTY, Outbound, Received, id_base
 from shared.outcome import Outcome
 from shared.policy import TRANSPORT_ERROR, Policy, Verdict
+from shared.telemetry import METRICS, TraceContext, activate, carry
 
 MAX_DESCRIPTION_BYTES = 1024
 log = logging.getLogger("batch_lifecycle")
+THROTTLING_CODES = frozenset({"ServerBusy", "TooManyRequests"})
 
 
-class BatchApi(dry_run.StateReader, Protocol):
+@dataclass(frozen=True)
+class _Delivery:
+    """What every message sent for the delivery being processed inherits from it (one per invocation)."""
+
+    generation: int = 0
+    trace: TraceContext | None = None
+
+    def properties(self) -> dict[str, str | int | bool]:
+        extra: dict[str, str | int | bool] = dict(carry(self.trace))
+        if self.generation:
+            extra[REDRIVE_PROPERTY] = self.generation
+        return extra
+
+
+# The worker runs each invocation on one thread; a context variable keeps concurrent deliveries apart.
+_DELIVERY: ContextVar[_Delivery] = ContextVar("delivery", default=_Delivery())  # noqa: B039 - frozen
+
+
+class BatchApi(dry_run.StateReader, Lister, Protocol):
     def execute(self, command: Command) -> BatchAnswer: ...
 
 
 class Bus(Protocol):
-    """Where outcomes and retry copies go (the real one is Service Bus)."""
+    """Where outcomes, retry copies and a selector's commands go (the real one is Service Bus)."""
 
     def publish(self, message: Outbound) -> None: ...
 
     def schedule(self, message: Outbound) -> None: ...
+
+    def enqueue(self, messages: Iterable[Outbound]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -75,14 +105,21 @@ class Processor:
         self._policy = Policy(settings.decision_overrides)
         self._clock = clock
         self._rng = rng or random.Random()
+        self._expander = Expander(settings.fleet, batch, self._policy, clock)
 
     def process(self, received: Received) -> Result:
         started = time.perf_counter()
+        token = _DELIVERY.set(_Delivery(received.generation, received.trace))
         try:
-            result = self._handle(received)
+            with activate(received.trace):
+                result = self._handle(received)
         except Exception as exc:  # the last guard: a defect of ours must not loop the message
             log.exception("processing failed unexpectedly; the message is dead-lettered ProcessingFailed")
             result = self._unfinished(received, exc)
+        finally:
+            _DELIVERY.reset(token)
+        if received.trace is not None:
+            result.log_fields["traceId"] = received.trace.trace_id
         result.log_fields["totalMs"] = round((time.perf_counter() - started) * 1000)
         log.info("%s", json.dumps({"event": "commandProcessed", **result.log_fields}))
         return result
@@ -94,6 +131,8 @@ class Processor:
             command = self._parse(received)
         except InvalidCommand as exc:
             return self._invalid(received, attempt, exc)
+        if isinstance(command, Selection):
+            return self._select(command, attempt)
         try:
             return self._run(command, attempt)
         except Exception as exc:  # a defect in deciding: handled like an unreadable answer, so retried
@@ -125,12 +164,16 @@ class Processor:
             log.warning("no outcome for %s (%s)", outcome.command_id, type(publish_failure).__name__)
         return Result(settlement, outcome, {"commandId": outcome.command_id, "settlement": "deadletter"})
 
-    def _parse(self, received: Received) -> Command:
+    def _parse(self, received: Received) -> Command | Selection:
         if received.body is None or received.problems:
             raise InvalidCommand(list(received.problems))
         try:
-            return parse_command(
-                received.body, received.message_id, self._settings.accounts, self._settings.default_account
+            return parse_message(
+                received.body,
+                received.message_id,
+                self._settings.accounts,
+                self._settings.default_account,
+                self._settings.fleet,
             )
         except InvalidCommand:
             raise
@@ -174,6 +217,87 @@ class Processor:
         outcome = self._outcome(command, attempt, answer, verdict.decision)
         return self._finish(outcome, Settlement("complete"), None)
 
+    # --- selector commands (shared/fanout.py) ------------------------------------------------------------
+
+    def _select(self, selection: Selection, attempt: int) -> Result:
+        try:
+            plan = self._expander.plan(selection)
+        except Exception as exc:  # a defect in expanding: handled like an unreadable answer, so retried
+            log.exception("expanding %s failed; treated as a transient failure", selection.command_id)
+            answer = BatchAnswer(
+                status=None, error=BatchError(TRANSPORT_ERROR, f"internal error: {type(exc).__name__}")
+            )
+            verdict = self._policy.decide_listing(None, TRANSPORT_ERROR)
+            detail = f"{selection.action} selector page {selection.page}: internal error ({type(exc).__name__})"
+            failed = PagePlan("retry", self._expander.stalled(selection), answer, verdict, detail=detail)
+            return self._select_retry(selection, attempt, failed)
+        if plan.decision == "retry":
+            return self._select_retry(selection, attempt, plan)
+        outcome = self._selection_outcome(selection, attempt, plan, plan.decision, reason=plan.reason)
+        if plan.decision == "deadLetter":
+            description = _clip(plan.detail or "selector failed")
+            settlement = Settlement("deadletter", plan.reason, description)
+            return self._finish(outcome, settlement, None, plan.children)
+        return self._finish(outcome, Settlement("complete"), None, plan.children, plan.continuation)
+
+    def _select_retry(self, selection: Selection, attempt: int, plan: PagePlan) -> Result:
+        """A listing that failed transiently: a retry copy of this page, or a dead-letter when out of attempts."""
+        assert plan.verdict is not None and plan.answer is not None  # a failed listing always has both
+        answer, verdict, detail, children = plan.answer, plan.verdict, plan.detail or "", plan.children
+        reason = None
+        if verdict.max_attempts is not None and attempt >= verdict.max_attempts:
+            reason = _reason(answer)
+        elif attempt >= self._settings.max_attempts:
+            reason, detail = "RetriesExhausted", f"gave up after {attempt} attempts; last answer: {detail}"
+        if reason is not None:
+            outcome = self._selection_outcome(selection, attempt, plan, "deadLetter", reason=reason, detail=detail)
+            return self._finish(outcome, Settlement("deadletter", reason, _clip(detail)), None, children)
+        delay = retry_delay(attempt, self._settings.base_delay, self._settings.max_delay, answer.retry_after, self._rng)
+        retry_at = self._clock() + timedelta(seconds=delay)
+        copy = Outbound(
+            body=selection.to_json(),
+            message_id=page_message_id(
+                selection.command_id, selection.dry_run, selection.page, attempt + 1, _DELIVERY.get().generation
+            ),
+            subject=selection.action,
+            application_properties={ATTEMPT_PROPERTY: attempt + 1, COMMAND_ID_PROPERTY: selection.command_id},
+            correlation_id=selection.command_id,
+            scheduled_enqueue_time=retry_at,
+        )
+        outcome = self._selection_outcome(selection, attempt, plan, "retry", retry_at=retry_at, detail=detail)
+        return self._finish(outcome, Settlement("complete"), copy, children)
+
+    def _selection_outcome(
+        self,
+        selection: Selection,
+        attempt: int,
+        plan: PagePlan,
+        decision: str,
+        *,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> Outcome:
+        text = detail if detail is not None else plan.detail
+        return Outcome(
+            command_id=selection.command_id,
+            action=selection.action,
+            account=selection.account,
+            job_id=selection.job_id,
+            task_id=None,
+            decision=decision,
+            attempt=attempt,
+            occurred_at=self._clock(),
+            answer=plan.answer,
+            dry_run=selection.dry_run,
+            retry_at=retry_at,
+            dead_letter_reason=reason if decision == "deadLetter" else None,
+            detail=_clip(text) if text is not None else None,
+            requested_by=selection.requested_by,
+            page=selection.page,
+            fan_out=plan.fan_out,
+        )
+
     def _report_dry_run(self, command: Command, attempt: int, answer: BatchAnswer, verdict: Verdict) -> Result:
         detail = f"dry run: the real call would be decided {verdict.decision} ({verdict.rule})"
         outcome = self._outcome(command, attempt, answer, verdict.decision, detail=detail)
@@ -187,9 +311,9 @@ class Processor:
             return self._dead_letter(command, attempt, answer, "RetriesExhausted", description)
         delay = retry_delay(attempt, self._settings.base_delay, self._settings.max_delay, answer.retry_after, self._rng)
         retry_at = self._clock() + timedelta(seconds=delay)
-        # Its own id per attempt (a dry run's apart from the real run's), so the queue's duplicate
-        # detection drops only a second copy of the same attempt.
-        base = f"{command.command_id}#dryRun" if command.dry_run else command.command_id
+        # Its own id per attempt (a dry run's and a redrive's apart from the original run's), so the queue's
+        # duplicate detection drops only a second copy of the same attempt.
+        base = id_base(command.command_id, command.dry_run, _DELIVERY.get().generation)
         copy = Outbound(
             body=command.to_json(),
             message_id=f"{base}#{attempt + 1}",
@@ -235,18 +359,53 @@ class Processor:
             requested_by=command.requested_by,
         )
 
-    def _finish(self, outcome: Outcome, settlement: Settlement, retry_copy: Outbound | None) -> Result:
+    def _finish(
+        self,
+        outcome: Outcome,
+        settlement: Settlement,
+        retry_copy: Outbound | None,
+        children: Sequence[Outbound] = (),
+        continuation: Outbound | None = None,
+    ) -> Result:
+        delivery = _DELIVERY.get()
+        outcome = dataclasses.replace(outcome, generation=delivery.generation)
         fields = _log_fields(outcome, settlement)
+        inherit = delivery.properties()
         try:
+            if children:
+                self._bus.enqueue([_inheriting(child, inherit) for child in children])
+            if continuation is not None:
+                self._bus.enqueue([_inheriting(continuation, inherit)])
             if retry_copy is not None:
-                self._bus.schedule(retry_copy)
-            self._bus.publish(outcome.message())
+                self._bus.schedule(_inheriting(retry_copy, inherit))
+            self._bus.publish(_inheriting(outcome.message(), inherit))
         except Exception as exc:  # any failure here must turn into a redelivery
             fields.update(settlement="abandon", abandonCause=type(exc).__name__)
             return Result(
                 Settlement("abandon", description=f"{type(exc).__name__} after the Batch call"), outcome, fields
             )
+        _measure(outcome, len(children))
         return Result(settlement, outcome, fields)
+
+
+def _inheriting(message: Outbound, extra: dict[str, str | int | bool]) -> Outbound:
+    """``message`` with the delivery's trace context (and redrive generation) among its properties."""
+    if not extra:
+        return message
+    return dataclasses.replace(message, application_properties={**message.application_properties, **extra})
+
+
+def _measure(outcome: Outcome, targets: int) -> None:
+    """Metrics of a decision that was published (an abandoned one is counted when it is redelivered)."""
+    action = outcome.action or "invalid"
+    METRICS.decision(action, outcome.decision, outcome.dead_letter_reason or outcome.error_code)
+    answer = outcome.answer
+    if answer is not None and (answer.status is not None or answer.duration_ms):
+        METRICS.batch_call(action, answer.status, answer.duration_ms, account=outcome.account)
+        if answer.status == 429 or answer.code in THROTTLING_CODES:
+            METRICS.throttled(action, account=outcome.account)
+    if outcome.fan_out is not None:
+        METRICS.fan_out(action, targets)
 
 
 # The outcome fields worth a log line; the line adds the error code and the settlement.
@@ -272,6 +431,17 @@ def _log_fields(outcome: Outcome, settlement: Settlement) -> dict[str, Any]:
     event = outcome.event()
     fields = {name: event[name] for name in _LOGGED_FIELDS}
     fields.update(errorCode=outcome.error_code, settlement=settlement.kind)
+    if outcome.fan_out is not None:
+        fan_out = outcome.fan_out
+        fields["fanOut"] = {
+            "page": fan_out.page,
+            "listed": fan_out.listed,
+            "selected": fan_out.selected,
+            "enqueued": fan_out.enqueued,
+            "totalSelected": fan_out.total_selected,
+            "limitReached": fan_out.limit_reached,
+            "more": fan_out.more,
+        }
     return fields
 
 

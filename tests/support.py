@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +41,10 @@ class MemoryBus:
 
     published: list[Outbound] = field(default_factory=list)
     scheduled: list[Outbound] = field(default_factory=list)
+    enqueued: list[Outbound] = field(default_factory=list)
     fail_publish: int = 0
     fail_schedule: int = 0
+    fail_enqueue: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def publish(self, message: Outbound) -> None:
@@ -57,6 +60,15 @@ class MemoryBus:
                 self.fail_schedule -= 1
                 raise ConnectionError("queue unavailable")
             self.scheduled.append(message)
+
+    def enqueue(self, messages: Iterable[Outbound]) -> int:
+        batch = list(messages)
+        with self._lock:
+            if self.fail_enqueue:
+                self.fail_enqueue -= 1
+                raise ConnectionError("queue unavailable")
+            self.enqueued.extend(batch)
+        return len(batch)
 
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(message.body) for message in self.published]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared import config, policy
+from shared import config, policies, policy
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -35,3 +35,7 @@ def test_benchmark_results_live_outside_the_readme() -> None:
     text = README.read_text()
     assert "bench-results:start" not in text
     assert "(docs/benchmarks.md)" in text
+
+
+def test_policy_templates_match_code() -> None:
+    assert _section("policy-templates") == policies.templates_markdown()

@@ -2,8 +2,8 @@
 //
 // Two metric alerts on the Service Bus namespace (dimension EntityName picks the entity) and four log search
 // alerts on Application Insights. The log alerts read the one JSON line the app logs per command
-// ({"event": "commandProcessed", ...}, shared/processor.py) and per retention run ({"event":
-// "retentionSummary", ...}, shared/retention.py); tests/infra checks every field a query reads against the
+// ({"event": "commandProcessed", ...}, shared/processor.py) and per retention timer run ({"event":
+// "retentionEnqueued", ...}, shared/policies.py); tests/infra checks every field a query reads against the
 // code. Counts add up itemCount, so adaptive sampling (host.json) does not lower them.
 //
 // No identity on the log alert rules: they query one Application Insights component in the same resource
@@ -181,13 +181,14 @@ union
     (exceptions | project timestamp, itemCount, operation_Name, problem = strcat(type, ": ", outerMessage))
 '''
 
-// One row (timestamp now) when no retention run summary appeared within the last {maxGapHours} hours.
+// One row (timestamp now) when no retention run enqueued its policy command within the last {maxGapHours}
+// hours (a run skipped for an empty FLEET_SCOPE_PREFIXES logs retentionSkipped instead, so it counts as missed).
 var missedRetentionRunQuery = replace('''
 traces
 | where timestamp > ago({maxGapHours}h)
-| where message has "retentionSummary"
+| where message has "retentionEnqueued"
 | extend line = parse_json(message)
-| where tostring(line.event) == "retentionSummary"
+| where tostring(line.event) == "retentionEnqueued"
 | summarize runs = count()
 | where runs == 0
 | extend timestamp = now()
@@ -320,7 +321,7 @@ resource missedRetentionRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12
   kind: 'LogAlert'
   properties: {
     displayName: 'Retention run missed'
-    description: 'No retention run summary (retentionSummary log line) in the last ${retentionRunMaxGapHours} hours: the timer did not fire, the app is down, or the run failed before its summary. Check the function failures and the RETENTION_SCHEDULE setting.'
+    description: 'No retention run (retentionEnqueued log line) in the last ${retentionRunMaxGapHours} hours: the timer did not fire, the app is down, the run failed, or it was skipped because FLEET_SCOPE_PREFIXES is empty (retentionSkipped line). Check the function failures and the RETENTION_SCHEDULE and FLEET_SCOPE_PREFIXES settings.'
     severity: 2
     enabled: retentionRunMaxGapHours > 0
     scopes: [

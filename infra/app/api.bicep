@@ -43,6 +43,11 @@ param retentionDryRun bool
 @description('Comma-separated, as ALERT_ALLOWED_ACTIONS expects.')
 param alertAllowedActions string
 param alertMaxCommands int
+param fleetScopePrefixes string
+param fleetDefaultLimit int
+param fleetMaxLimit int
+param policies string
+param policySchedule string
 param retryMaxAttempts int
 @description('A JSON object, as DECISION_OVERRIDES expects (the app validates it at start-up).')
 param decisionOverrides string
@@ -255,6 +260,27 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALERT_MAX_COMMANDS'
           value: string(alertMaxCommands)
+        }
+        // --- Fleet operations: selectors and policies ---
+        {
+          name: 'FLEET_SCOPE_PREFIXES'
+          value: fleetScopePrefixes
+        }
+        {
+          name: 'FLEET_DEFAULT_LIMIT'
+          value: string(fleetDefaultLimit)
+        }
+        {
+          name: 'FLEET_MAX_LIMIT'
+          value: string(fleetMaxLimit)
+        }
+        {
+          name: 'POLICIES'
+          value: policies
+        }
+        {
+          name: 'POLICY_SCHEDULE'
+          value: policySchedule
         }
         // --- Service Bus time limit (sends, schedules, settlements) ---
         {

@@ -1,7 +1,7 @@
 // The operations workbook (Azure Monitor workbook, shown under the Application Insights component's
 // Workbooks): decisions over time, top error codes, dead-letter reasons, Batch latency and 429/5xx answers
-// (all from the commandProcessed log line), command queue DLQ depth (Service Bus metric) and the retention
-// (fan-out) runs (the retentionSummary line). The content is workbook.json, edited in the portal's Advanced
+// (all from the commandProcessed log line), command queue DLQ depth (Service Bus metric) and the fan-out
+// runs (the same line's fanOut object). The content is workbook.json, edited in the portal's Advanced
 // Editor and pasted back; its __PLACEHOLDERS__ are replaced here with this deployment's resource ids.
 param location string
 param tags object

@@ -19,6 +19,7 @@ E2E_SETTINGS = {
     "RETRY_BASE_DELAY_SECONDS": "0.5",
     "RETRY_MAX_DELAY_SECONDS": "1.5",
     "BATCH_READ_TIMEOUT_SECONDS": "1",
+    "FLEET_SCOPE_PREFIXES": "e2e-",  # the retention policy, like every selector, acts only on jobs in scope
 }
 
 

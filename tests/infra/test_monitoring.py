@@ -1,7 +1,8 @@
 """Day-two operations: the alert rules, their action group and the operations workbook.
 
 Every log query reads the JSON lines the code writes (shared/processor.py: one ``commandProcessed`` line per
-command; shared/retention.py: one ``retentionSummary`` line per run); the tests check each field a query
+command, with a ``fanOut`` object for selector pages; shared/policies.py: one ``retentionEnqueued`` line per
+retention timer run); the tests check each field a query
 reads against the code, so renaming a field breaks here rather than silently muting an alert.
 """
 
@@ -10,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import pytest
 
 from shared.config import SETTINGS
+from shared.policies import RETENTION_RUN_EVENT, RUN_LINE_FIELDS
 from shared.processor import _LOGGED_FIELDS
-from shared.retention import SUMMARY_SUBJECT, RetentionSummary
 from tests.infra.bicep import INFRA, REPO, Model, Scope, evaluate, module_scope, only, render, resources
 
 ALERTS: Final = "app/alerts.bicep"
@@ -43,31 +43,18 @@ EXPECTED_RULES: Final = {
 def _command_fields() -> set[str]:
     """The keys of the commandProcessed line: the logged outcome fields plus what processor.py adds."""
     source = (REPO / "shared" / "processor.py").read_text(encoding="utf-8")
-    extras = {"event", "errorCode", "settlement", "totalMs"}
+    extras = {"event", "errorCode", "settlement", "totalMs", "fanOut"}
     for extra in extras - {"event"}:
         assert extra in source, f"shared/processor.py no longer logs {extra}"
     assert f'"event": "{COMMAND_EVENT}"' in source
     return set(_LOGGED_FIELDS) | extras
 
 
-def _summary_fields() -> set[str]:
-    moment = datetime(2026, 1, 1, tzinfo=UTC)
-    summary = RetentionSummary(
-        run_id="r",
-        started_at=moment,
-        dry_run=True,
-        cutoff=moment,
-        jobs_scanned=0,
-        tasks_seen=0,
-        commands_planned=0,
-        commands_enqueued=0,
-        limit_reached=False,
-        listing_errors=0,
-        elapsed_ms=0,
-    )
-    event = summary.event()
-    assert event["event"] == SUMMARY_SUBJECT
-    return set(event)
+def _run_fields() -> set[str]:
+    source = (REPO / "shared" / "policies.py").read_text(encoding="utf-8")
+    for name in RUN_LINE_FIELDS:
+        assert f'"{name}"' in source, f"shared/policies.py no longer logs {name}"
+    return set(RUN_LINE_FIELDS)
 
 
 def _rule(model: Model, symbol: str) -> Mapping[str, Any]:
@@ -106,8 +93,8 @@ def _check_fields(query: str, where: str) -> None:
     fields = set(_FIELD.findall(query))
     if not fields:
         return
-    if SUMMARY_SUBJECT in query:
-        known = _summary_fields()
+    if RETENTION_RUN_EVENT in query:
+        known = _run_fields()
     else:
         assert COMMAND_EVENT in query, f"{where}: reads line.* but names neither event"
         known = _command_fields()
@@ -274,9 +261,9 @@ def test_function_failures_query_reads_requests_and_exceptions(model: Model) -> 
     assert "exceptions |" in query
 
 
-def test_missed_retention_run_alert_fires_when_no_summary_line_appeared(model: Model) -> None:
+def test_missed_retention_run_alert_fires_when_no_run_line_appeared(model: Model) -> None:
     query = _query(model, "missedRetentionRunAlert")
-    assert f'tostring(line.event) == "{SUMMARY_SUBJECT}"' in query
+    assert f'tostring(line.event) == "{RETENTION_RUN_EVENT}"' in query
     assert "ago({maxGapHours}h)" in query
     assert "| where runs == 0" in query, "one row only when the summary is missing"
     variable = model[ALERTS]["variables"]["missedRetentionRunQuery"]["value"]["function"]["parameters"]
@@ -342,8 +329,8 @@ def test_workbook_has_the_operations_views() -> None:
     assert "line.errorCode" in errors and "top 20" in errors
     latency = _kql("latency")
     assert "line.durationMs" in latency and "percentile(" in latency
-    runs = _kql("Retention (fan-out) runs")
-    assert SUMMARY_SUBJECT in runs and "line.commandsEnqueued" in runs
+    runs = _kql("fan-out")
+    assert COMMAND_EVENT in runs and "line.fanOut.enqueued" in runs and "line.fanOut.totalSelected" in runs
     (metrics,) = [item["content"] for item in _workbook_items() if item["type"] == 10]
     names = {metric["metric"] for metric in metrics["metrics"]}
     assert "microsoft.servicebus/namespaces--DeadletteredMessages" in names

@@ -42,6 +42,11 @@ OPERATOR_SETTINGS: Final = frozenset(
         "RETENTION_DRY_RUN",
         "ALERT_ALLOWED_ACTIONS",
         "ALERT_MAX_COMMANDS",
+        "FLEET_SCOPE_PREFIXES",
+        "FLEET_DEFAULT_LIMIT",
+        "FLEET_MAX_LIMIT",
+        "POLICIES",
+        "POLICY_SCHEDULE",
     }
 )
 

@@ -397,7 +397,8 @@ def test_every_batch_error_code_leads_to_the_designed_outcome_and_settlement(
     harness.batch.seed_job("job1")
     harness.batch.seed_task("job1", "t1", state="running")
     harness.batch.inject_fault(operation=action, status=status, code=code, count=1)
-    body = task_command(action) if action != "terminateJob" else {"action": action, "jobId": "job1", "commandId": "c"}
+    job_action = action in ("terminateJob", "deleteJob")
+    body = task_command(action) if not job_action else {"action": action, "jobId": "job1", "commandId": "c"}
 
     result = harness.send(body)
 

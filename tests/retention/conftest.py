@@ -1,4 +1,4 @@
-"""A Batch emulator seeded once per module with 12 000 tasks in 24 jobs; the real credential for tokens."""
+"""A Batch emulator per module, seeded afresh for every test with 12 000 tasks in 24 jobs (the runs delete)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,13 @@ def dataset() -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def seeded(identity: IdentityEndpoint, dataset: Dataset) -> Iterator[BatchEmulator]:
-    """Retention only reads, so every test of a module can share one seeded emulator."""
+def retention_batch(identity: IdentityEndpoint) -> Iterator[BatchEmulator]:
     with BatchEmulator(port=0, jwks_url=identity.jwks_url) as emulator:
-        dataset.seed(emulator)
         yield emulator
+
+
+@pytest.fixture
+def seeded(retention_batch: BatchEmulator, dataset: Dataset) -> BatchEmulator:
+    retention_batch.reset()
+    dataset.seed(retention_batch)
+    return retention_batch

@@ -7,7 +7,7 @@ The stand-ins implement the project's own small interfaces (``processor.BatchApi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -74,6 +74,12 @@ class FakeBatch:
     execute_answer: BatchAnswer = field(default_factory=lambda: answer(204))
     job_answer: BatchAnswer = field(default_factory=lambda: answer(200, body={"state": "active"}))
     task_answer: BatchAnswer = field(default_factory=lambda: answer(200, body={"state": "active"}))
+    list_answer: BatchAnswer = field(default_factory=lambda: answer(200, body={"value": []}))
+    counts_answer: BatchAnswer = field(
+        default_factory=lambda: answer(
+            200, body={"taskCounts": {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}}
+        )
+    )
     executed: list[Command] = field(default_factory=list)
     reads: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -88,6 +94,16 @@ class FakeBatch:
     def get_task(self, account: str, job_id: str, task_id: str, command: Command | None = None) -> BatchAnswer:
         self.reads.append(("task", account, job_id, task_id))
         return self.task_answer
+
+    def list_page(
+        self, account: str, path: str, params: Mapping[str, str], next_link: str | None = None, key: str | None = None
+    ) -> BatchAnswer:
+        self.reads.append(("list", account, path, next_link or ""))
+        return self.list_answer
+
+    def get_task_counts(self, account: str, job_id: str, key: str | None = None) -> BatchAnswer:
+        self.reads.append(("counts", account, job_id))
+        return self.counts_answer
 
     @property
     def calls(self) -> int:
@@ -104,8 +120,10 @@ class FakeBus:
 
     fail_publish: bool = False
     fail_schedule: bool = False
+    fail_enqueue: bool = False
     published: list[Outbound] = field(default_factory=list)
     scheduled: list[Outbound] = field(default_factory=list)
+    enqueued: list[Outbound] = field(default_factory=list)
 
     def publish(self, message: Outbound) -> None:
         if self.fail_publish:
@@ -116,6 +134,13 @@ class FakeBus:
         if self.fail_schedule:
             raise BusDown("queue unavailable")
         self.scheduled.append(message)
+
+    def enqueue(self, messages: Iterable[Outbound]) -> int:
+        if self.fail_enqueue:
+            raise BusDown("queue unavailable")
+        batch = list(messages)
+        self.enqueued.extend(batch)
+        return len(batch)
 
     def events(self) -> list[dict[str, Any]]:
         """The published outcome bodies, decoded."""

@@ -213,6 +213,12 @@ def test_terminate_job_carries_reason_and_force() -> None:
     assert call.body == {"terminateReason": "superseded"}
 
 
+@pytest.mark.parametrize(("force", "params"), [(False, {}), (True, {"force": "true"})])
+def test_delete_job_deletes_the_job(force: bool, params: dict[str, str]) -> None:
+    call = action_call(command("deleteJob", task_id=None, force=force))
+    assert (call.method, call.path, dict(call.params), call.body) == ("DELETE", "/jobs/job-1", params, None)
+
+
 def test_preconditions_and_dry_run_do_not_change_the_call() -> None:
     plain = action_call(command("deleteTask"))
     guarded = action_call(command("deleteTask", if_match="0x8D4125FD1A825A4", requested_by="me"))

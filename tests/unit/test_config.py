@@ -303,8 +303,8 @@ def test_retention_schedule_accepts_ncrontab(schedule: str) -> None:
 
 
 def test_alert_actions_must_be_known_actions() -> None:
-    message = refused(ALERT_ALLOWED_ACTIONS="terminateTask,deleteJob")
-    assert message == f"setting ALERT_ALLOWED_ACTIONS has unknown actions ['deleteJob']; known: {ACTIONS}"
+    message = refused(ALERT_ALLOWED_ACTIONS="terminateTask,purgeJob")
+    assert message == f"setting ALERT_ALLOWED_ACTIONS has unknown actions ['purgeJob']; known: {ACTIONS}"
 
 
 def test_alert_actions_may_be_empty_to_allow_nothing() -> None:

@@ -21,7 +21,7 @@ ACCOUNTS: Final = ("prod", "dev")
 DEFAULT: Final = "prod"
 MESSAGE_ID: Final = "msg-0001"
 TASK_ACTIONS: Final = ("terminateTask", "deleteTask", "reactivateTask")
-ALL_ACTIONS: Final = (*TASK_ACTIONS, "terminateJob")
+ALL_ACTIONS: Final = (*TASK_ACTIONS, "terminateJob", "deleteJob")
 HYPOTHESIS: Final = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALIDATOR: Final = SchemaValidator(schemas.COMMAND)
@@ -119,7 +119,7 @@ def test_action_is_required() -> None:
 
 
 def test_an_unknown_action_is_refused() -> None:
-    only_problem(task(action="deleteJob"), r"action 'deleteJob' is unknown")
+    only_problem(task(action="purgeJob"), r"action 'purgeJob' is unknown")
 
 
 @pytest.mark.parametrize("value", [None, 1, True, ["deleteTask"], {"a": 1}])
@@ -214,9 +214,19 @@ def test_account_must_be_a_string(value: object) -> None:
 
 
 @pytest.mark.parametrize("action", TASK_ACTIONS)
-@pytest.mark.parametrize(("name", "value"), [("reason", "why"), ("force", True), ("force", False)])
-def test_reason_and_force_apply_to_terminate_job_only(action: str, name: str, value: object) -> None:
-    only_problem(task(action=action, **{name: value}), rf"^{name} applies to terminateJob only")
+def test_reason_applies_to_terminate_job_only(action: str) -> None:
+    only_problem(task(action=action, reason="why"), r"^reason applies to terminateJob only")
+
+
+def test_delete_job_takes_force_but_no_reason() -> None:
+    assert parse(job(action="deleteJob", force=True)).force is True
+    only_problem(job(action="deleteJob", reason="why"), r"^reason applies to terminateJob only")
+
+
+@pytest.mark.parametrize("action", TASK_ACTIONS)
+@pytest.mark.parametrize("value", [True, False])
+def test_force_applies_to_job_actions_only(action: str, value: bool) -> None:
+    only_problem(task(action=action, force=value), r"^force applies to terminateJob and deleteJob only")
 
 
 @pytest.mark.parametrize("length", [1, 2, 63, 64])
@@ -395,7 +405,7 @@ def test_every_broken_rule_is_reported_at_once() -> None:
         r"^taskId is required for terminateTask",
         r"^account 'nowhere' is not configured",
         r"^reason applies to terminateJob only",
-        r"^force applies to terminateJob only",
+        r"^force applies to terminateJob and deleteJob only",
         r"^force must be true or false",
         r"^ifMatch 'a b' is invalid",
         r"^ifUnmodifiedSince must be an RFC 1123 date",
@@ -503,7 +513,7 @@ dates = st.one_of(http_dates, iso_dates)
 def valid_commands(draw: st.DrawFn) -> dict[str, Any]:
     action = draw(st.sampled_from(ALL_ACTIONS))
     data: dict[str, Any] = {"action": action, "jobId": draw(ids)}
-    if action != "terminateJob":
+    if action in TASK_ACTIONS:
         data["taskId"] = draw(ids)
     optional: dict[str, st.SearchStrategy[Any]] = {
         "account": st.sampled_from(ACCOUNTS),
@@ -513,6 +523,7 @@ def valid_commands(draw: st.DrawFn) -> dict[str, Any]:
     }
     if action == "terminateJob":
         optional["reason"] = st.text(min_size=1, max_size=64)
+    if action in ("terminateJob", "deleteJob"):
         optional["force"] = st.booleans()
     for name, strategy in optional.items():
         if draw(st.booleans()):
@@ -730,4 +741,8 @@ def test_the_schema_is_valid_draft_2020_12() -> None:
         "dryRun",
         "commandId",
         "requestedBy",
+        "select",
+        "jobSelect",
+        "limit",
+        "continuation",
     }

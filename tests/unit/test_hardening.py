@@ -298,3 +298,45 @@ def test_an_invalid_message_delivered_twice_has_one_terminal_outcome() -> None:
     for _ in range(2):
         processor.process(Received.read(b"not json", None))
     assert topic.terminals() == ["deadLetter"]
+
+
+# ---------------------------------------------------------------- redrives and trace context
+
+TRACEPARENT: Final = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_redriven_command_gets_ids_of_its_own_so_duplicate_detection_keeps_it() -> None:
+    topic, batch = Topic(), FakeBatch(answer(503, "ServerBusy"))
+    processor = Processor(make_settings(), batch, topic, clock=lambda: NOW)
+    body = encoded({**VALID, "commandId": "cmd-7"})
+    processor.process(Received.read(body, "cmd-7"))  # the first run: retry copy cmd-7#2
+    batch.execute_answer = answer(503, "ServerBusy")
+    processor.process(Received.read(body, "cmd-7#redrive-1", {"redrive": 1}))  # a redrive, same window
+    assert [m.message_id for m in topic.scheduled] == ["cmd-7#2", "cmd-7#r1#2"]
+    assert topic.scheduled[1].application_properties["redrive"] == 1
+    batch.execute_answer = answer(204)
+    processor.process(Received.read(body, "cmd-7#redrive-2", {"redrive": "2"}))
+    assert topic.published[-1].message_id == "cmd-7#r2"
+    assert topic.terminals() == ["succeeded"]
+
+
+@pytest.mark.parametrize("generation", ["-1", "abc", "1000", "9" * 50])
+def test_an_unreadable_redrive_generation_counts_as_the_original_run(generation: str) -> None:
+    result, _, bus = process(encoded({**VALID, "commandId": "c"}), properties={"redrive": generation})
+    assert result.settlement.kind == "complete"
+    assert bus.published[0].message_id == "c"
+
+
+def test_the_senders_trace_context_is_carried_onto_the_outcome_and_the_retry_copy() -> None:
+    batch, bus = FakeBatch(answer(503, "ServerBusy")), FakeBus()
+    processor = Processor(make_settings(), batch, bus, clock=lambda: NOW)
+    result = processor.process(Received.read(encoded({**VALID, "commandId": "c"}), "m", {b"traceparent": TRACEPARENT}))
+    for message in (*bus.published, *bus.scheduled):
+        assert str(message.application_properties["traceparent"]).split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert message.application_properties["Diagnostic-Id"] == message.application_properties["traceparent"]
+    assert result.log_fields["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_a_message_without_trace_context_sends_none() -> None:
+    _, _, bus = process(encoded({**VALID, "commandId": "c"}))
+    assert "traceparent" not in bus.published[0].application_properties

@@ -32,3 +32,18 @@ def test_a_batch_answer_line_keeps_its_short_form() -> None:
         "httpStatus": 200,
     }
     assert _outcome_line(event).split() == ["outcome", "succeeded", "deleteTask", "j/t", "attempt=1", "http=200"]
+
+
+def test_a_selector_page_line_says_how_far_the_expansion_got() -> None:
+    event = {
+        "decision": "expanding",
+        "action": "deleteTask",
+        "jobId": None,
+        "dryRun": True,
+        "fanOut": {"kind": "jobsThenTasks", "page": 2, "listed": 100, "selected": 7, "enqueued": 0,
+                   "totalSelected": 12, "limitReached": True},
+    }  # fmt: skip
+    assert _outcome_line(event).split() == [
+        "fanout", "expanding", "deleteTask", "jobsThenTasks", "page=2", "listed=100", "selected=7", "enqueued=0",
+        "total=12", "limitReached", "(dry", "run)",
+    ]  # fmt: skip

@@ -20,7 +20,7 @@ from shared.processor import Processor
 from tests.unit.helpers import NOW, FakeBatch, FakeBus, SchemaValidator, answer, make_settings
 
 VALIDATOR: Final = SchemaValidator(schemas.OUTCOME)
-ACTIONS: Final = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob")
+ACTIONS: Final = ("terminateTask", "deleteTask", "reactivateTask", "terminateJob", "deleteJob")
 ERROR: Final = BatchError(
     "TaskCompleted",
     "The specified task is already in a completed state.",
@@ -159,7 +159,9 @@ def test_without_a_batch_call_the_answer_fields_are_null() -> None:
     [
         ({"extra": 1}, "unknown field"),
         ({"decision": "done"}, "decision outside the enum"),
-        ({"action": "deleteJob"}, "action outside the enum"),
+        ({"action": "purgeJob"}, "action outside the enum"),
+        ({"decision": "expanding"}, "expanding without fanOut"),
+        ({"fanOut": {"page": 1}}, "fanOut missing its fields"),
         ({"attempt": 0}, "attempt below 1"),
         ({"attempt": "1"}, "attempt as text"),
         ({"dryRun": None}, "dryRun null"),

@@ -24,30 +24,39 @@ DL: Final = "deadLetter"
 FALL: Final = "—"  # falls through to the status rows
 
 # The design's column order.
-ACTIONS: Final = ("deleteTask", "terminateTask", "reactivateTask", "terminateJob")
+ACTIONS: Final = ("deleteTask", "terminateTask", "reactivateTask", "terminateJob", "deleteJob")
 
-# | expected success (200 / 204 / 204 / 202) | succeeded | succeeded | succeeded | succeeded |
-EXPECTED_SUCCESS: Final = {"deleteTask": 200, "terminateTask": 204, "reactivateTask": 204, "terminateJob": 202}
+# | expected success (200 / 204 / 204 / 202 / 202) | succeeded | succeeded | succeeded | succeeded | succeeded |
+EXPECTED_SUCCESS: Final = {
+    "deleteTask": 200,
+    "terminateTask": 204,
+    "reactivateTask": 204,
+    "terminateJob": 202,
+    "deleteJob": 202,
+}
 
 # Rows keyed by a BatchError code: (status the service sends with it, code, cells in ACTIONS order).
-CODE_ROWS: Final[tuple[tuple[int, str, tuple[str, str, str, str]], ...]] = (
-    (404, "TaskNotFound", (AD, DL, DL, FALL)),
-    (404, "JobNotFound", (AD, DL, DL, DL)),
-    (409, "TaskCompleted", (DL, AD, FALL, FALL)),
-    (409, "TaskNotCompleted", (FALL, FALL, AD, FALL)),
-    (409, "TaskSucceeded", (FALL, FALL, DL, FALL)),
-    (409, "JobCompleted", (DL, AD, DL, AD)),
-    (409, "JobBeingTerminated", (RT, AD, DL, AD)),
-    (409, "JobBeingDeleted", (AD, AD, DL, AD)),
-    (412, "ConditionNotMet", (DL, DL, DL, DL)),
-    (401, "AuthenticationFailed", (RT, RT, RT, RT)),
-    (401, "InvalidAuthenticationInfo", (RT, RT, RT, RT)),
-    (403, "InsufficientAccountPermissions", (RT, RT, RT, RT)),
-    (403, "AccountIsDisabled", (DL, DL, DL, DL)),
-    (503, "ServerBusy", (RT, RT, RT, RT)),
-    (500, "InternalError", (RT, RT, RT, RT)),
-    (500, "OperationTimedOut", (RT, RT, RT, RT)),
-    (429, "TooManyRequests", (RT, RT, RT, RT)),
+# deleteJob's column is issue #12's: 404 JobNotFound alreadyDone; 409 JobBeingTerminated retry (delete once it
+# has completed); 409 JobBeingDeleted alreadyDone; 412 ConditionNotMet deadLetter; other 4xx deadLetter;
+# 401/403/408/429/5xx as for the other actions.
+CODE_ROWS: Final[tuple[tuple[int, str, tuple[str, str, str, str, str]], ...]] = (
+    (404, "TaskNotFound", (AD, DL, DL, FALL, FALL)),
+    (404, "JobNotFound", (AD, DL, DL, DL, AD)),
+    (409, "TaskCompleted", (DL, AD, FALL, FALL, FALL)),
+    (409, "TaskNotCompleted", (FALL, FALL, AD, FALL, FALL)),
+    (409, "TaskSucceeded", (FALL, FALL, DL, FALL, FALL)),
+    (409, "JobCompleted", (DL, AD, DL, AD, FALL)),
+    (409, "JobBeingTerminated", (RT, AD, DL, AD, RT)),
+    (409, "JobBeingDeleted", (AD, AD, DL, AD, AD)),
+    (412, "ConditionNotMet", (DL, DL, DL, DL, DL)),
+    (401, "AuthenticationFailed", (RT, RT, RT, RT, RT)),
+    (401, "InvalidAuthenticationInfo", (RT, RT, RT, RT, RT)),
+    (403, "InsufficientAccountPermissions", (RT, RT, RT, RT, RT)),
+    (403, "AccountIsDisabled", (DL, DL, DL, DL, DL)),
+    (503, "ServerBusy", (RT, RT, RT, RT, RT)),
+    (500, "InternalError", (RT, RT, RT, RT, RT)),
+    (500, "OperationTimedOut", (RT, RT, RT, RT, RT)),
+    (429, "TooManyRequests", (RT, RT, RT, RT, RT)),
 )
 # | other 400, 404, 409, 413, 4xx | deadLetter everywhere
 OTHER_4XX: Final = (400, 402, 403, 404, 405, 406, 409, 410, 411, 413, 414, 415, 416, 422, 428, 431, 451, 499)
@@ -234,7 +243,7 @@ def test_no_overrides_by_default() -> None:
         ('["deleteTask:TaskNotFound"]', r"DECISION_OVERRIDES must be a JSON object"),
         ('{"deleteTask": "retry"}', r"key 'deleteTask' must be 'action:ErrorCode'"),
         ('{"deleteTask:": "retry"}', r"key 'deleteTask:' must be 'action:ErrorCode'"),
-        ('{"deleteJob:JobNotFound": "retry"}', r"key 'deleteJob:JobNotFound' must be 'action:ErrorCode'"),
+        ('{"purgeJob:JobNotFound": "retry"}', r"key 'purgeJob:JobNotFound' must be 'action:ErrorCode'"),
         ('{"deleteTask:JobNotFound": "ignore"}', r"'deleteTask:JobNotFound' -> 'ignore' must be one of"),
         ('{"deleteTask:JobNotFound": null}', r"must be one of \('succeeded', 'alreadyDone', 'retry', 'deadLetter'\)"),
     ],
