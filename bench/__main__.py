@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import binding_cost, client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
+from bench import binding_cost, client_cost, cold_start, end_to_end, fan_out, instance_throughput, report
 
 
 def benchmarks(runs: int) -> dict[str, tuple[str, Callable[[], dict[str, Any]]]]:
@@ -24,9 +24,9 @@ def benchmarks(runs: int) -> dict[str, tuple[str, Callable[[], dict[str, Any]]]]
         "cold_start": ("cold start", lambda: cold_start.run(runs=max(runs, 7))),
         "end_to_end": ("end to end", lambda: end_to_end.run(commands=400, runs=runs)),
         "binding_path": ("the Functions binding path's cost", lambda: binding_cost.run(messages=200, runs=runs)),
-        "retention_scale": (
-            "retention at scale",
-            lambda: retention_scale.run(jobs=100, tasks_per_job=1000, runs=max(runs, 7)),
+        "fan_out": (
+            "fan-out of a selector over 100 000 tasks",
+            lambda: fan_out.run(jobs=100, tasks_per_job=1000, small_jobs=25, runs=runs),
         ),
         "instance_throughput": (
             "instance throughput under network latency",

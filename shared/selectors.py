@@ -13,6 +13,7 @@ into these types and ``shared/fanout.py`` expands them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,7 +78,13 @@ class OlderThan:
 
     def cutoff(self, as_of: datetime) -> datetime:
         """Items whose stateTransitionTime is before this moment qualify; whole seconds, as a filter literal."""
-        return (as_of.astimezone(UTC) - self.delta).replace(microsecond=0)
+        return _cutoff(self.delta, as_of)
+
+
+@functools.lru_cache(maxsize=16)
+def _cutoff(delta: timedelta, as_of: datetime) -> datetime:
+    # A page checks every listed item against the same moment: computed once, not once per item.
+    return (as_of.astimezone(UTC) - delta).replace(microsecond=0)
 
 
 def odata_string(value: str) -> str:
@@ -191,8 +198,10 @@ class TaskSelector:
         state = task.get("state")
         if self.state is not None and state != self.state:
             return False
-        info = task.get("executionInfo")
-        info = info if isinstance(info, Mapping) else {}
+        info: Mapping[str, Any] = {}
+        if self.result is not None or self.exit_codes is not None:
+            found = task.get("executionInfo")
+            info = found if isinstance(found, Mapping) else {}
         if self.result is not None and (state != "completed" or info.get("result") != self.result):
             return False
         if self.exit_codes is not None:

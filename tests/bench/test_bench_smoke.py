@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 import bench.__main__ as bench_main
-from bench import binding_cost, client_cost, cold_start, end_to_end, instance_throughput, report, retention_scale
+from bench import binding_cost, client_cost, cold_start, end_to_end, fan_out, instance_throughput, report
 from bench.latency_proxy import LatencyProxy
+from shared.messages import Outbound
 
 
 def test_client_cost_shape() -> None:
@@ -56,11 +57,33 @@ def test_binding_path_shape() -> None:
     assert "extra_per_message_ms" in result
 
 
-def test_retention_scale_shape() -> None:
-    result = retention_scale.run(jobs=2, tasks_per_job=5, runs=1)
-    assert result["tasks"] == 10
-    assert result["retention_s"] > 0 and result["listing_s"] > 0
-    assert "retention_rss_growth_mib" in result and len(result["ratio_range"]) == 2
+def test_fan_out_shape() -> None:
+    result = fan_out.run(jobs=2, tasks_per_job=5, small_jobs=1, runs=1)
+    assert (result["tasks"], result["small_tasks"]) == (10, 5)
+    for prefix in ("", "small_"):
+        for name in ("expansion_s", "baseline_s", "ratio", "expansion_listing_s", "baseline_listing_s"):
+            assert result[f"{prefix}{name}"] > 0 and len(result[f"{prefix}{name}_range"]) == 2
+        for kind in ("expansion", "baseline"):
+            assert result[f"{prefix}{kind}_rss_growth_mib"] >= 0 and result[f"{prefix}{kind}_cpu_s"] > 0
+        assert result[f"{prefix}expansion_counts_s"] > 0  # jobSelect budgets come from Get Task Counts
+        assert result[f"{prefix}invocations"] > 0 and result[f"{prefix}command_bytes"] > 0
+    assert result["expansion_batch_calls"] > result["baseline_batch_calls"]
+
+
+def test_the_fan_out_queue_stand_in_runs_selectors_and_counts_commands() -> None:
+    def message(message_id: str, body: bytes) -> Outbound:
+        return Outbound(body, message_id, "deleteTask")
+
+    page = message("sel#p2", b'{"action":"deleteTask","select":{"state":"completed"},"commandId":"sel"}')
+    commands = [message(f"sel/j/t{n}", b'{"action":"deleteTask","taskId":"select"}') for n in range(3)]
+    queue, other = fan_out.StandInQueue(), fan_out.StandInQueue()
+    assert queue.enqueue([page, *commands, page]) == 5
+    assert list(queue.waiting) == [page]  # a selector message waits once (duplicate detection)
+    assert (queue.commands, queue.batches, queue.body_bytes) == (3, 1, sum(len(c.body) for c in commands))
+    other.enqueue(commands[::-1])
+    assert other.checksum == queue.checksum  # the same messages in any order
+    other.enqueue(commands[:1])
+    assert other.checksum != queue.checksum
 
 
 def test_instance_throughput_shape() -> None:
@@ -185,39 +208,34 @@ def test_proxy_is_loopback_only_and_bounded(echo_port: int) -> None:
 
 
 def _canned(ratio: float) -> dict[str, Any]:
-    return {
-        "environment": report.environment(),
-        "retention_scale": {
-            "jobs": 1,
-            "tasks": 1,
-            "retention_s": 1.0,
-            "listing_s": 1.0,
-            "ratio": ratio,
-            "ratio_range": [ratio, ratio],
-            "retention_rss_growth_mib": 1.0,
-            "listing_rss_growth_mib": 1.0,
-        },
-    }
+    figures: dict[str, Any] = {"jobs": 4, "tasks": 4000, "small_jobs": 1, "small_tasks": 1000}
+    for prefix in ("", "small_"):
+        for kind in ("expansion", "baseline"):
+            for name in ("_s", "_cpu_s", "_listing_s", "_own_s", "_rss_growth_mib"):
+                figures[f"{prefix}{kind}{name}"] = 1.0
+        figures[f"{prefix}expansion_counts_s"] = 0.1
+        figures[f"{prefix}queue_peak_mib"] = 0.1
+        figures[f"{prefix}ratio"] = ratio
+        figures[f"{prefix}ratio_range"] = [ratio, ratio]
+    return {"environment": report.environment(), "fan_out": figures}
 
 
 def test_targets_are_checked_on_the_medians() -> None:
-    assert report.missed(_canned(1.1)) == []
-    (failed,) = report.missed(_canned(1.3))
-    assert failed.subject == "retention_scale" and failed.target.figure == "ratio"
+    assert report.missed(_canned(1.3)) == []
+    (failed,) = report.missed(_canned(1.31))
+    assert failed.subject == "fan_out" and failed.target.figure == "ratio"
 
 
 def test_a_missed_target_fails_python_m_bench(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def canned(runs: int) -> dict[str, Any]:
-        return {"retention_scale": ("retention at scale", lambda: _canned(1.5)["retention_scale"])}
+        return {"fan_out": ("fan-out", lambda: _canned(1.5)["fan_out"])}
 
     monkeypatch.setattr(bench_main, "benchmarks", canned)
     assert bench_main.main(["--no-write"]) == 1
     assert "Targets missed" in capsys.readouterr().out
-    monkeypatch.setattr(
-        bench_main, "benchmarks", lambda runs: {"retention_scale": ("r", lambda: _canned(1.0)["retention_scale"])}
-    )
+    monkeypatch.setattr(bench_main, "benchmarks", lambda runs: {"fan_out": ("f", lambda: _canned(1.0)["fan_out"])})
     assert bench_main.main(["--no-write"]) == 0
 
 
@@ -229,7 +247,7 @@ def test_a_benchmark_that_fails_is_recorded_and_fails_python_m_bench(
 
     def canned(runs: int) -> dict[str, Any]:
         return {
-            "retention_scale": ("retention", lambda: _canned(1.0)["retention_scale"]),
+            "fan_out": ("fan-out", lambda: _canned(1.0)["fan_out"]),
             "instance_throughput": ("instance", broken),
         }
 
@@ -243,8 +261,8 @@ def test_results_go_to_bench_files_and_docs_only_on_request(tmp_path: Path) -> N
     results = _canned(1.1)
     report.finish(results, 1.0)
     report.write(results, tmp_path)
-    assert json.loads((tmp_path / "results.json").read_text())["retention_scale"]["ratio"] == 1.1
-    assert "retention" in (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["fan_out"]["ratio"] == 1.1
+    assert "4 fan-out (4,000 tasks / 4 jobs" in (tmp_path / "results.md").read_text()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json", "results.md"]
     document = tmp_path / "doc.md"
     document.write_text("intro\n<!-- bench-results:start -->\nold\n<!-- bench-results:end -->\nend\n")
