@@ -16,7 +16,7 @@ from typing import Final, NoReturn
 
 from azure.servicebus import ServiceBusClient
 
-from cli import dlq, send
+from cli import arguments, dlq, send
 from cli.bus import ENV_CONNECTION, ENV_NAMESPACE, CliError, Target, open_client, resolve_target, talking, topic_access
 from cli.outcomes import Filter, Follower, outcome_json, outcome_line, read_outcome
 
@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watcher.add_argument("--json", action="store_true", help="print each event's JSON body, one per line")
     watcher.add_argument("--history", action="store_true", help="start with the events the subscription still holds")
-    watcher.add_argument("--count", type=_whole, metavar="N", help="stop after N printed events")
-    watcher.add_argument("--timeout", type=_seconds, metavar="S", help="stop after S seconds")
+    watcher.add_argument("--count", type=arguments.whole_number, metavar="N", help="stop after N printed events")
+    watcher.add_argument("--timeout", type=arguments.seconds, metavar="S", help="stop after S seconds")
     watcher.add_argument(
         "--topic", metavar="NAME", default="batch-outcomes", help="outcome topic (default batch-outcomes)"
     )
@@ -113,26 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
 WATCH_HELP: Final = """\
 Print outcome events as they arrive on the topic, one line each (or --json). The subscription is
 browsed, not received: nothing is taken from it, so other readers and its history are untouched."""
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def run_watch(args: argparse.Namespace, client: ServiceBusClient, target: Target) -> int:

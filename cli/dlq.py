@@ -34,6 +34,7 @@ from azure.servicebus import (
 from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
 
+from cli import arguments
 from cli.bus import RECEIVER, SENDER, CliError, Target, UsageError, queue_access, talking
 from cli.outcomes import text_properties
 from shared.messages import ATTEMPT_PROPERTY, COMMAND_ID_PROPERTY, REDRIVE_PROPERTY, USABLE_ID, body_bytes
@@ -144,11 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser, add_common: Callable[[argpars
     redrive.add_argument(
         "--rate",
         metavar="N",
-        type=_rate,
+        type=arguments.rate,
         default=10.0,
         help="at most this many messages per second (default 10; 0 = no cap)",
     )
-    redrive.add_argument("--max", type=_count, metavar="N", help="move at most N messages (oldest first)")
+    redrive.add_argument(
+        "--max", type=arguments.whole_number, metavar="N", help="move at most N messages (oldest first)"
+    )
     redrive.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_common(redrive)
     redrive.set_defaults(dlq_run=run_redrive)
@@ -174,26 +177,6 @@ PURGE_HELP: Final = (
     "Delete dead-letters from the command queue's dead-letter queue, after confirmation (--yes skips it; "
     "without a terminal, --yes is required)."
 )
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 (no cap) or more")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def run(args: argparse.Namespace, client: ServiceBusClient, target: Target) -> int:
