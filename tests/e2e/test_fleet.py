@@ -68,17 +68,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
             h.peer.stop()
 
 
-@pytest.fixture(scope="module")
-def outcomes(host: LocalHost) -> Iterator[Outcomes]:
-    collector = Outcomes(host.env["ServiceBusConnection"]).start()
-    yield collector
-    collector.stop()
-
-
-@pytest.fixture(scope="module")
-def sb_client(host: LocalHost) -> Iterator[ServiceBusClient]:
-    with ServiceBusClient.from_connection_string(host.env["ServiceBusConnection"]) as client:
-        yield client
+# ``outcomes`` and ``sb_client`` are tests/e2e/conftest.py's, built on this module's ``host``.
 
 
 def emulator(host: LocalHost) -> BatchEmulator:
