@@ -24,6 +24,7 @@ Nothing here sends anything; one page and at most one page of counts calls is al
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -241,7 +242,7 @@ class Expander:
             first_targets=first,
             limit_reached=page.limit_reached,
         )
-        follow = _with_continuation(selection, continuation).to_message()
+        follow = dataclasses.replace(selection, continuation=continuation).to_message()
         detail = (
             f"page {selection.page}: listed {page.listed}, matched {page.matched}, selected {len(page.targets)}"
             + (f", enqueued {len(children)}" if children else "")
@@ -334,23 +335,6 @@ def _unreadable(answer: BatchAnswer, what: str) -> BatchAnswer:
         request_id=answer.request_id,
         client_request_id=answer.client_request_id,
         duration_ms=answer.duration_ms,
-    )
-
-
-def _with_continuation(selection: Selection, continuation: Continuation) -> Selection:
-    return Selection(
-        action=selection.action,
-        account=selection.account,
-        command_id=selection.command_id,
-        job_id=selection.job_id,
-        select=selection.select,
-        job_select=selection.job_select,
-        limit=selection.limit,
-        reason=selection.reason,
-        force=selection.force,
-        dry_run=selection.dry_run,
-        requested_by=selection.requested_by,
-        continuation=continuation,
     )
 
 
