@@ -340,7 +340,7 @@ def measure_baseline(batch_url: str, prefix: str) -> dict[str, Any]:
     from shared.contract import Command, Selection, child_id, parse_message  # noqa: PLC0415
     from shared.fanout import COUNTED_JOB_PAGE, TASK_PAGE  # noqa: PLC0415
     from shared.runtime import Runtime  # noqa: PLC0415
-    from shared.selectors import JobSelector, TaskSelector  # noqa: PLC0415
+    from shared.selectors import JOB_SELECT, TASK_SELECT, TaskSelector  # noqa: PLC0415
 
     settings = Runtime(_environment(batch_url, prefix)).settings.get()
     message = _retention_policy(settings).message(COMMAND_ID)
@@ -352,13 +352,13 @@ def measure_baseline(batch_url: str, prefix: str) -> dict[str, Any]:
     job_params = {
         "api-version": API_VERSION,
         "$filter": selection.job_select.odata_filter(settings.fleet.scope, as_of) or "",
-        "$select": JobSelector.SELECT,
+        "$select": JOB_SELECT,
         "maxresults": str(COUNTED_JOB_PAGE),
     }
     task_params = {
         "api-version": API_VERSION,
         "$filter": selection.select.odata_filter(as_of) or "",
-        "$select": TaskSelector.SELECT,
+        "$select": TASK_SELECT,
         "maxresults": str(TASK_PAGE),
     }
     action, requested_by = selection.action, selection.requested_by

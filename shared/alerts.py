@@ -22,8 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from shared.config import Settings
 from shared.contract import Command, InvalidCommand, Selection, parse_command, stable_id
@@ -62,13 +61,12 @@ class IgnoredAlert(Exception):
     """A valid alert that asks for nothing this app does (answered 200)."""
 
 
-@dataclass(frozen=True)
-class AlertResult:
+class AlertResult(NamedTuple):
     status: int
     reason: str
     alert_id: str | None = None
     commands: tuple[Command, ...] = ()
-    rejected: tuple[str, ...] = field(default=())
+    rejected: tuple[str, ...] = ()
     selections: tuple[Selection, ...] = ()  # a policy run (batchPolicy)
     policy: str | None = None
 
@@ -157,7 +155,6 @@ def _decode(raw: bytes) -> _Node:
     return _Node(value, "")
 
 
-@dataclass(frozen=True)
 class _Node:
     """One value of the payload and its path (``data.alertContext.Dimensions[0].name``).
 
@@ -165,8 +162,11 @@ class _Node:
     the type it must have and the type it has. JSON null counts as absent wherever a value is optional.
     """
 
-    value: object
-    path: str
+    __slots__ = ("path", "value")
+
+    def __init__(self, value: object, path: str) -> None:
+        self.value = value
+        self.path = path
 
     def __getitem__(self, name: str) -> _Node:
         """A member (absent unless this is an object: call ``obj()`` first to insist on one)."""
@@ -251,8 +251,7 @@ class _Node:
         return self.value is None and other.value is None
 
 
-@dataclass(frozen=True)
-class _Named:
+class _Named(NamedTuple):
     """A dimension combination or a search-result row: (name, value) pairs, and where it is in the payload."""
 
     where: str
@@ -304,8 +303,7 @@ def _batch_properties(node: _Node) -> dict[str, str]:
 # --- The alert as this app reads it. -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Alert:
+class _Alert(NamedTuple):
     alert_id: str
     rule: str
     condition: str
@@ -345,8 +343,7 @@ def _read(raw: bytes) -> _Alert:
 # --- Targets and commands. ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Targets:
+class _Targets(NamedTuple):
     targets: list[dict[str, str]]
     rejected: list[str]
     notes: list[str]

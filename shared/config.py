@@ -11,8 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 from urllib.parse import urlsplit
 
 from shared import ncrontab
@@ -180,16 +179,18 @@ def _endpoint(alias: str, url: object, allow_http_loopback: bool) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-@dataclass(frozen=True)
-class ServiceBusSettings:
+class ServiceBusSettings(NamedTuple):
     namespace: str | None
-    connection_string: str | None = field(repr=False)
+    connection_string: str | None
     queue: str
     topic: str
 
+    def __repr__(self) -> str:  # the connection string may hold a key: never shown
+        hidden = None if self.connection_string is None else "***"
+        return f"ServiceBusSettings({self.namespace!r}, {hidden!r}, {self.queue!r}, {self.topic!r})"
 
-@dataclass(frozen=True)
-class RetentionSettings:
+
+class RetentionSettings(NamedTuple):
     schedule: str
     days: int
     accounts: tuple[str, ...]
@@ -200,8 +201,7 @@ class RetentionSettings:
     dry_run: bool
 
 
-@dataclass(frozen=True)
-class FleetSettings:
+class FleetSettings(NamedTuple):
     """Selectors and policies: the scope guard and the limits (README, "Fleet operations")."""
 
     scope: Scope
@@ -209,8 +209,7 @@ class FleetSettings:
     max_limit: int
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     accounts: dict[str, str]
     default_account: str
     api_version: str
@@ -226,7 +225,7 @@ class Settings:
     alert_actions: tuple[str, ...]
     alert_max_commands: int
     servicebus_timeout: float
-    fleet: FleetSettings = field(default_factory=lambda: FleetSettings(Scope(), 1000, 100_000))
+    fleet: FleetSettings = FleetSettings(Scope(), 1000, 100_000)
     policy_schedule: str = "0 0 * * * *"
     # Every policy: POLICIES plus the retention shorthand (RETENTION_*), validated at load.
     policies: tuple[FleetPolicy, ...] = ()
@@ -382,7 +381,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Policies are commands: they are checked by the command contract, which needs the settings above.
     from shared.policies import load_policies  # noqa: PLC0415 - shared.policies imports this module
 
-    return replace(settings, policies=load_policies(_get(env, "POLICIES"), settings))
+    return settings._replace(policies=load_policies(_get(env, "POLICIES"), settings))
 
 
 def markdown_table() -> str:

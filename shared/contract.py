@@ -13,10 +13,9 @@ import hashlib
 import json
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from shared.config import ACTIONS, FleetSettings
 from shared.messages import COMMAND_ID_PROPERTY, Outbound, id_base
@@ -60,8 +59,7 @@ FIRST_TARGET_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}(?:/[A-Za-z0-9_-]{
 SCOPE_SETTING: Final = "FLEET_SCOPE_PREFIXES"
 
 
-@dataclass(frozen=True)
-class Parsed:
+class Parsed(NamedTuple):
     """The fields of an invalid command that did pass their own rules; its outcome keeps them."""
 
     action: str | None = None
@@ -82,8 +80,7 @@ class InvalidCommand(ValueError):
         super().__init__("; ".join(problems))
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     action: str
     job_id: str
     task_id: str | None
@@ -129,8 +126,7 @@ class Command:
         )
 
 
-@dataclass(frozen=True)
-class Continuation:
+class Continuation(NamedTuple):
     """Where a selector's expansion stands: carried by the message of page ``page`` (2 and later).
 
     ``next_link`` is the listing page to read (None: nothing left to list, this message only enqueues
@@ -177,8 +173,7 @@ class Continuation:
         return body
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """A selector command: act on every task or job a selector matches, at most ``limit`` of them.
 
     Three kinds: ``tasks`` (a task action, ``jobId`` and a task selector in ``select``), ``jobs`` (a job
@@ -230,6 +225,11 @@ class Selection:
         if self.continuation is not None:
             body["continuation"] = self.continuation.to_json()
         return _COMPACT_JSON.encode(body).encode()
+
+    def with_continuation(self, continuation: Continuation) -> Selection:
+        """The message of the next page. ``continuation`` is the last field; ``_make`` from a list, because
+        ``_replace`` leaves a tuple in CPython 3.11's free list on every call (bounded, but it shows as growth)."""
+        return Selection._make([*self[:-1], continuation])
 
     def message_id(self) -> str:
         """Page 1 under its commandId (as a producer sends it); later pages as ``page_message_id`` says."""
@@ -441,8 +441,7 @@ def parse_message(
     )
 
 
-@dataclass(frozen=True)
-class _Common:
+class _Common(NamedTuple):
     """The fields every command has, as far as they passed their own rules."""
 
     action: str | None

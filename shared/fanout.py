@@ -24,12 +24,11 @@ Nothing here sends anything; one page and at most one page of counts calls is al
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 from urllib.parse import quote
 
 from shared.batch_client import BatchAnswer, BatchError, UntrustedLink
@@ -48,7 +47,7 @@ from shared.contract import (
 from shared.messages import COMMAND_ID_PROPERTY, Outbound
 from shared.outcome import EXPANDING, FanOut
 from shared.policy import TRANSPORT_ERROR, Policy, Verdict
-from shared.selectors import JobSelector, TaskSelector
+from shared.selectors import JOB_SELECT, TASK_SELECT, JobSelector, TaskSelector
 
 # Items per listing page. A page's targets travel in the next page's message (64 KiB at most), so a page
 # holds at most 500 ids of up to 64 characters. Pages that need Get Task Counts per job hold 100 jobs, so
@@ -68,8 +67,7 @@ class Lister(Protocol):
     def get_task_counts(self, account: str, job_id: str, key: str | None = None) -> BatchAnswer: ...
 
 
-@dataclass(frozen=True)
-class PagePlan:
+class PagePlan(NamedTuple):
     """What the processor does for one selector message, in this order: enqueue ``children``, enqueue
     ``continuation``, publish the outcome (``decision`` with ``fan_out``), settle."""
 
@@ -242,7 +240,7 @@ class Expander:
             first_targets=first,
             limit_reached=page.limit_reached,
         )
-        follow = dataclasses.replace(selection, continuation=continuation).to_message()
+        follow = selection.with_continuation(continuation).to_message()
         detail = (
             f"page {selection.page}: listed {page.listed}, matched {page.matched}, selected {len(page.targets)}"
             + (f", enqueued {len(children)}" if children else "")
@@ -289,14 +287,14 @@ def _listing(selection: Selection, fleet: FleetSettings, as_of: datetime) -> tup
     if isinstance(select, TaskSelector) and job_select is None:
         assert selection.job_id is not None  # the contract requires jobId for a task selector
         where = select.odata_filter(as_of)
-        params = {"$select": TaskSelector.SELECT, "maxresults": str(TASK_PAGE)}
+        params = {"$select": TASK_SELECT, "maxresults": str(TASK_PAGE)}
         path = f"/jobs/{quote(selection.job_id, safe='')}/tasks"
     else:
         jobs = job_select if job_select is not None else select
         assert isinstance(jobs, JobSelector)
         where = jobs.odata_filter(fleet.scope, as_of)
         size = COUNTED_JOB_PAGE if jobs.needs_counts or job_select is not None else JOB_PAGE
-        params = {"$select": JobSelector.SELECT, "maxresults": str(size)}
+        params = {"$select": JOB_SELECT, "maxresults": str(size)}
         path = "/jobs"
     if where:
         params["$filter"] = where

@@ -11,9 +11,9 @@ import json
 import re
 import reprlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, Protocol
 
 from shared.telemetry import TraceContext, trace_context_of
 
@@ -24,12 +24,11 @@ _MAX_GENERATION: Final = 999
 COMMAND_ID_PROPERTY: Final = "commandId"
 
 
-@dataclass(frozen=True)
-class Outbound:
+class Outbound(NamedTuple):
     body: bytes
     message_id: str
     subject: str
-    application_properties: Mapping[str, str | int | bool] = field(default_factory=dict)
+    application_properties: Mapping[str, str | int | bool] = MappingProxyType({})
     correlation_id: str | None = None
     content_type: str = "application/json"
     scheduled_enqueue_time: datetime | None = None
@@ -66,8 +65,7 @@ _MAX_ATTEMPT_DIGITS: Final = 6
 USABLE_ID: Final = re.compile(r"[\x21-\x7e]{1,100}")
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):
     """A received command message, every untrusted part read once and defensively.
 
     This is the one boundary where the body, the ``message_id`` and the application properties of a

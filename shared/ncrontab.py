@@ -13,9 +13,8 @@ must match. Times are UTC (Flex Consumption has no time-zone setting).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 _MONTHS: Final = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -37,8 +36,7 @@ class ScheduleError(ValueError):
     """Not an NCRONTAB expression; the message says which field and why."""
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(NamedTuple):
     text: str
     seconds: frozenset[int]
     minutes: frozenset[int]

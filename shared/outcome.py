@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.batch_client import BatchAnswer
 from shared.messages import Outbound, id_base, json_body
@@ -13,8 +12,7 @@ TERMINAL_DECISIONS = frozenset({"succeeded", "alreadyDone", "deadLetter"})
 EXPANDING = "expanding"  # a selector page whose expansion continues on the next page
 
 
-@dataclass(frozen=True)
-class FanOut:
+class FanOut(NamedTuple):
     """What one page of a selector's expansion did, and the running totals (README, "Fleet operations")."""
 
     kind: str
@@ -53,8 +51,7 @@ class FanOut:
         }
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     command_id: str
     action: str | None
     account: str | None

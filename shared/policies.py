@@ -19,9 +19,8 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from shared import ncrontab, retention
 from shared.config import ConfigError, FleetSettings
@@ -45,11 +44,10 @@ POLICIES_RUN_EVENT: Final = "policiesEnqueued"
 RUN_LINE_FIELDS: Final = ("event", "slot", "commandIds", "dryRun")
 
 
-@dataclass(frozen=True)
-class FleetPolicy:
+class FleetPolicy(NamedTuple):
     name: str
     source: str  # SOURCE_POLICIES or SOURCE_RETENTION
-    fields: dict[str, Any] = field(default_factory=dict)  # the selector command, without commandId
+    fields: dict[str, Any]  # the selector command, without commandId
 
     @property
     def action(self) -> str:

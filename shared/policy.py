@@ -8,8 +8,8 @@ status rows, which dead-letter it like any other unexpected client error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from types import MappingProxyType
+from typing import Final, Literal, NamedTuple
 
 Decision = Literal["succeeded", "alreadyDone", "retry", "deadLetter"]
 
@@ -17,8 +17,7 @@ ACTIONS: Final = ("deleteTask", "terminateTask", "reactivateTask", "terminateJob
 TRANSPORT_ERROR: Final = "TransportError"  # pseudo-code: connection error, timeout, unreadable answer
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     answer: str  # how the README names the row
     cells: tuple[Decision | None, ...]  # one per action, in ACTIONS order
     codes: frozenset[str] = frozenset()
@@ -106,16 +105,14 @@ SUCCESS_STATUS: Final[Mapping[str, int]] = {
 }
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     decision: Decision
     rule: str  # the table row (or override) that decided
     max_attempts: int | None = None
 
 
-@dataclass(frozen=True)
-class Policy:
-    overrides: Mapping[tuple[str, str], str] = field(default_factory=dict)
+class Policy(NamedTuple):
+    overrides: Mapping[tuple[str, str], str] = MappingProxyType({})
 
     def decide_listing(self, status: int | None, code: str | None) -> Verdict:
         """A selector's listing (List Jobs / List Tasks / Get Task Counts) that did not answer 2xx.

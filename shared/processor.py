@@ -17,16 +17,14 @@ a failure to publish, enqueue or schedule abandons the message.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from shared import dry_run
 from shared.backoff import retry_delay
@@ -44,8 +42,7 @@ log = logging.getLogger("batch_lifecycle")
 THROTTLING_CODES = frozenset({"ServerBusy", "TooManyRequests"})
 
 
-@dataclass(frozen=True)
-class _Delivery:
+class _Delivery(NamedTuple):
     """What every message sent for the delivery being processed inherits from it (one per invocation)."""
 
     generation: int = 0
@@ -76,18 +73,16 @@ class Bus(Protocol):
     def enqueue(self, messages: Iterable[Outbound]) -> int: ...
 
 
-@dataclass(frozen=True)
-class Settlement:
+class Settlement(NamedTuple):
     kind: Literal["complete", "deadletter", "abandon"]
     reason: str | None = None
     description: str | None = None
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     settlement: Settlement
     outcome: Outcome
-    log_fields: dict[str, Any] = field(default_factory=dict)
+    log_fields: dict[str, Any]
 
 
 class Processor:
@@ -368,7 +363,8 @@ class Processor:
         continuation: Outbound | None = None,
     ) -> Result:
         delivery = _DELIVERY.get()
-        outcome = dataclasses.replace(outcome, generation=delivery.generation)
+        if delivery.generation:  # only a redriven delivery (_replace on 3.11 also parks a tuple in the free list)
+            outcome = outcome._replace(generation=delivery.generation)
         fields = _log_fields(outcome, settlement)
         inherit = delivery.properties()
         try:
@@ -392,7 +388,7 @@ def _inheriting(message: Outbound, extra: dict[str, str | int | bool]) -> Outbou
     """``message`` with the delivery's trace context (and redrive generation) among its properties."""
     if not extra:
         return message
-    return dataclasses.replace(message, application_properties={**message.application_properties, **extra})
+    return message._replace(application_properties={**message.application_properties, **extra})
 
 
 def _measure(outcome: Outcome, targets: int) -> None:

@@ -16,9 +16,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, Final, NamedTuple
 
 TASK_STATES: Final = ("active", "preparing", "running", "completed")
 JOB_STATES: Final = ("active", "disabled", "terminating", "completed", "deleting")
@@ -69,8 +68,7 @@ def parse_duration(text: str) -> timedelta | None:
     return delta if delta <= MAX_OLDER_THAN else None
 
 
-@dataclass(frozen=True)
-class OlderThan:
+class OlderThan(NamedTuple):
     """``olderThan``: the text as given (kept for round trips) and its length."""
 
     text: str
@@ -116,8 +114,7 @@ def _older(item: Mapping[str, Any], older_than: OlderThan | None, as_of: datetim
 # ------------------------------------------------------------------------------------------------ scope
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """``FLEET_SCOPE_PREFIXES``: the job-id prefixes selectors and policies may act on.
 
     No prefixes means no job is in scope (selectors are refused); ``everything`` is the explicit ``*``.
@@ -152,8 +149,12 @@ class Scope:
 # ------------------------------------------------------------------------------------------------ tasks
 
 
-@dataclass(frozen=True)
-class TaskSelector:
+# The listings' $select: the properties matches() reads, nothing more.
+TASK_SELECT: Final = "id,state,stateTransitionTime,executionInfo"
+JOB_SELECT: Final = "id,state,stateTransitionTime"
+
+
+class TaskSelector(NamedTuple):
     """Tasks of one job: state, result, exit codes, id prefix, time in the current state."""
 
     state: str | None = None
@@ -161,8 +162,6 @@ class TaskSelector:
     exit_codes: tuple[int, ...] | None = None
     id_prefix: str | None = None
     older_than: OlderThan | None = None
-
-    SELECT: ClassVar[str] = "id,state,stateTransitionTime,executionInfo"
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -235,8 +234,7 @@ class TaskSelector:
 # ------------------------------------------------------------------------------------------------ jobs
 
 
-@dataclass(frozen=True)
-class JobSelector:
+class JobSelector(NamedTuple):
     """Jobs of an account: id prefix, state, time in the current state, and two task-count conditions."""
 
     id_prefix: str | None = None
@@ -244,8 +242,6 @@ class JobSelector:
     older_than: OlderThan | None = None
     all_tasks_complete: bool = False
     no_tasks: bool = False
-
-    SELECT: ClassVar[str] = "id,state,stateTransitionTime"
 
     @property
     def needs_counts(self) -> bool:

@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -247,8 +247,7 @@ def _text(value: object) -> str | None:
 # --- metrics -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Instruments:
+class _Instruments(NamedTuple):
     decisions: Counter
     batch_duration: Histogram
     throttled: Counter

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -217,7 +216,7 @@ def test_the_listings_ask_batch_what_the_readme_documents(retention_batch: Batch
     expander = Expander(settings.fleet, lister, Policy(), clock=lambda: as_of)
     selection = policy.selection(settings, "policy:retention-local:20261124T023000Z", "retention_cleanup")
     expander.plan(selection)
-    expander.plan(replace(selection, job_select=None, job_id="nightly-render-1", limit=10))  # a per-job selector
+    expander.plan(selection._replace(job_select=None, job_id="nightly-render-1", limit=10))  # a per-job selector
     assert lister.listings == [
         (
             "/jobs",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Final
@@ -538,7 +537,7 @@ def valid_commands(draw: st.DrawFn) -> dict[str, Any]:
 
 def _whole_seconds(command: Command) -> Command:
     since = command.if_unmodified_since
-    return replace(command, if_unmodified_since=since.replace(microsecond=0) if since else None)
+    return command._replace(if_unmodified_since=since.replace(microsecond=0) if since else None)
 
 
 @HYPOTHESIS

@@ -280,6 +280,14 @@ def test_a_continuation_is_read_back_exactly() -> None:
     assert VALIDATOR.is_valid(json.loads(found.to_json()))
 
 
+def test_the_next_page_keeps_every_field_and_replaces_only_the_continuation() -> None:
+    first = selection(jobs(action="terminateJob", commandId="sel", reason="cleanup", dryRun=True, requestedBy="ops"))
+    later = selection(tasks(commandId="sel", continuation=continuation(pending=["t1"]))).continuation
+    assert later is not None
+    assert first.with_continuation(later) == first._replace(continuation=later)
+    assert first.with_continuation(later).continuation is later
+
+
 @pytest.mark.parametrize(
     ("change", "pattern"),
     [
