@@ -7,23 +7,22 @@ is built once per process under a lock, because the worker runs invocations on s
 
 from __future__ import annotations
 
+import os
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Generic, TypeVar
+from urllib.parse import unquote, urlsplit
 
-import requests
+import certifi
+import urllib3
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-from requests.adapters import HTTPAdapter
 
 from shared.batch_client import BatchClient
 from shared.config import load_settings
 from shared.processor import Processor
 from shared.servicebus import ServiceBusGateway, make_client
-
-if TYPE_CHECKING:
-    from requests.sessions import _Settings
 
 T = TypeVar("T")
 POOL_SIZE = 32  # keep-alive connections per Batch host; above the worker's default thread count
@@ -54,43 +53,65 @@ def make_credential(client_id: str | None) -> TokenCredential:
     return DefaultAzureCredential()
 
 
-class EnvironmentOnceSession(requests.Session):
-    """A ``requests.Session`` that resolves its environment settings once per host, not per request.
+def proxy_for(endpoint: str, proxies: Mapping[str, str], bypass: Callable[[str], bool]) -> str | None:
+    """The proxy ``endpoint``'s calls go through, or None for a direct connection; as requests chose.
 
-    With ``trust_env`` (kept on: proxies, ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` are still honoured)
-    requests scans the whole process environment twice on every request to find proxies; that was about
-    a quarter of a Batch call's client CPU. The app reads its settings once per process anyway, so the
-    merged result is kept per (scheme, host, port) and per argument combination. Per-request ``proxies``
-    bypass the cache.
+    ``proxies`` is ``urllib.request.getproxies()`` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; lower case first)
+    and ``bypass`` is ``urllib.request.proxy_bypass`` (NO_PROXY). A proxy without a scheme is http.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[tuple[object, ...], _Settings] = {}
-
-    def merge_environment_settings(
-        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> _Settings:
-        if proxies or not isinstance(url, str):
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream, verify, cert)
-        settings = self._environment.get(key)
-        if settings is None:
-            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            self._environment[key] = settings  # a racing thread computes the same value; dict writes are atomic
-        copied = settings.copy()
-        copied["proxies"] = dict(settings["proxies"])
-        return copied
+    parts = urlsplit(endpoint)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or bypass(parts.netloc.rpartition("@")[2]):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
-def make_session() -> requests.Session:
-    session = EnvironmentOnceSession()
-    # Retries are the policy's job (scheduled Service Bus copies), never hidden inside HTTP.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+def tls_options(env: Mapping[str, str]) -> dict[str, str]:
+    """Verify certificates against certifi's bundle, or a REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE file or
+    directory, as requests did."""
+    bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
+    if bundle and os.path.isdir(bundle):
+        return {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir": bundle}
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": bundle or certifi.where()}
+
+
+def make_pools(endpoints: Mapping[str, str]) -> dict[str, urllib3.PoolManager]:
+    """Account alias -> the pool manager its Batch calls go through, with proxies resolved once, now.
+
+    One ``urllib3.PoolManager`` serves every account reached directly; an endpoint a proxy covers gets a
+    ``urllib3.ProxyManager`` (one per proxy). Each is thread-safe and shared by the worker's threads
+    without a lock of ours; ``block=False`` opens an extra connection rather than wait when all
+    ``POOL_SIZE`` are busy. Retries are the policy's job (scheduled Service Bus copies), never hidden
+    inside HTTP, and redirects are never followed.
+    """
+    options: dict[str, Any] = {
+        "num_pools": 4,
+        "maxsize": POOL_SIZE,
+        "block": False,
+        "retries": False,
+        **tls_options(os.environ),
+    }
+    proxies = urllib.request.getproxies()
+    managers: dict[str | None, urllib3.PoolManager] = {}
+    pools: dict[str, urllib3.PoolManager] = {}
+    for account, endpoint in endpoints.items():
+        proxy = proxy_for(endpoint, proxies, urllib.request.proxy_bypass)
+        if proxy not in managers:
+            managers[proxy] = urllib3.PoolManager(**options) if proxy is None else _proxy_manager(proxy, options)
+        pools[account] = managers[proxy]
+    return pools
+
+
+def _proxy_manager(proxy: str, options: Mapping[str, Any]) -> urllib3.ProxyManager:
+    try:
+        parts = urlsplit(proxy)
+        headers = None
+        if parts.username is not None:  # credentials in the proxy URL, sent as requests sent them
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers = urllib3.make_headers(proxy_basic_auth=credentials)
+        return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+    except ValueError:  # the text may quote the URL, and with it the proxy's credentials
+        raise ValueError("the proxy environment setting for Batch is not a usable http(s) proxy URL") from None
 
 
 class Runtime:
@@ -106,7 +127,7 @@ class Runtime:
         return BatchClient(
             settings.accounts,
             self.credential.get(),
-            make_session(),
+            make_pools(settings.accounts),
             settings.api_version,
             (settings.connect_timeout, settings.read_timeout),
         )

@@ -12,11 +12,13 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-import requests
+from urllib3 import HTTPHeaderDict
 
 from shared.batch_client import (
     MAX_MESSAGE_CHARS,
+    BatchAnswer,
     BatchError,
+    _answer,
     action_call,
     client_request_id,
     parse_error,
@@ -31,17 +33,6 @@ METADATA = (
 SUFFIX = "\nRequestId:c4f5fc32-356d-47c2-a2c2-789081828db5\nTime:2023-03-09T11:47:41.9926741Z"
 
 
-def response(
-    status: int, content: bytes, content_type: str = "application/json;odata=minimalmetadata"
-) -> requests.Response:
-    """A real requests.Response holding what the service sent."""
-    answer = requests.Response()
-    answer.status_code = status
-    answer._content = content
-    answer.headers["Content-Type"] = content_type
-    return answer
-
-
 def batch_body(code: str, text: str, values: list[object] | None = None) -> bytes:
     body: dict[str, Any] = {"odata.metadata": METADATA, "code": code, "message": {"lang": "en-US", "value": text}}
     if values is not None:
@@ -53,15 +44,13 @@ def batch_body(code: str, text: str, values: list[object] | None = None) -> byte
 
 
 def test_a_409_task_completed_body() -> None:
-    error = parse_error(
-        response(409, batch_body("TaskCompleted", "The specified task is already in a completed state." + SUFFIX))
-    )
+    error = parse_error(batch_body("TaskCompleted", "The specified task is already in a completed state." + SUFFIX))
     assert error == BatchError("TaskCompleted", "The specified task is already in a completed state.")
 
 
 def test_a_429_too_many_requests_body() -> None:
     text = "Request failed as server encountered too many requests. Please try again." + SUFFIX
-    error = parse_error(response(429, batch_body("TooManyRequests", text)))
+    error = parse_error(batch_body("TooManyRequests", text))
     assert error is not None
     assert error.code == "TooManyRequests"
     assert error.message == "Request failed as server encountered too many requests. Please try again."
@@ -80,7 +69,7 @@ def test_a_401_body_with_values() -> None:
         + SUFFIX,
         [{"key": "AuthenticationErrorDetail", "value": detail}],
     )
-    error = parse_error(response(401, raw))
+    error = parse_error(raw)
     assert error is not None
     assert error.code == "AuthenticationFailed"
     assert error.message.startswith("Server failed to authenticate the request.")
@@ -94,14 +83,14 @@ def test_a_401_body_with_values() -> None:
 
 def test_values_are_read_as_text_and_odd_items_skipped() -> None:
     raw = batch_body("InvalidPropertyValue", "bad", [{"key": "PropertyName", "value": 7}, "junk", {"value": "v"}])
-    error = parse_error(response(400, raw))
+    error = parse_error(raw)
     assert error is not None
     assert error.values == (("PropertyName", "7"), ("", "v"))
 
 
 def test_long_messages_and_values_are_clipped() -> None:
     raw = batch_body("InternalError", "x" * 1000 + SUFFIX, [{"key": "Detail", "value": "y" * 1000}])
-    error = parse_error(response(500, raw))
+    error = parse_error(raw)
     assert error is not None
     assert len(error.message) == MAX_MESSAGE_CHARS
     assert len(error.values[0][1]) == MAX_MESSAGE_CHARS
@@ -109,11 +98,11 @@ def test_long_messages_and_values_are_clipped() -> None:
 
 def test_a_message_without_the_object_form_gives_an_empty_message() -> None:
     raw = json.dumps({"code": "ServerBusy", "message": "plain text"}).encode()
-    assert parse_error(response(503, raw)) == BatchError("ServerBusy", "")
+    assert parse_error(raw) == BatchError("ServerBusy", "")
 
 
 def test_a_body_without_values_has_none() -> None:
-    error = parse_error(response(404, batch_body("JobNotFound", "The specified job does not exist." + SUFFIX)))
+    error = parse_error(batch_body("JobNotFound", "The specified job does not exist." + SUFFIX))
     assert error == BatchError("JobNotFound", "The specified job does not exist.", ())
 
 
@@ -132,7 +121,56 @@ def test_a_body_without_values_has_none() -> None:
     ],
 )
 def test_a_body_that_is_not_a_batch_error_gives_none(content: bytes) -> None:
-    assert parse_error(response(502, content, "text/html")) is None
+    assert parse_error(content) is None
+
+
+def test_a_body_that_is_not_text_gives_none() -> None:
+    assert parse_error(b'{"code": "\xff\xfe"}') is None
+
+
+# ---------------------------------------------------------------- _answer (one response -> BatchAnswer)
+
+
+def headers(**values: str) -> HTTPHeaderDict:
+    """Response headers as urllib3 hands them over (names looked up case-insensitively)."""
+    return HTTPHeaderDict({name.replace("_", "-"): value for name, value in values.items()})
+
+
+def test_a_2xx_json_body_is_read_and_headers_are_found_in_any_case() -> None:
+    answer = _answer(
+        200,
+        headers(**{"Request-Id": "r-1", "CLIENT-REQUEST-ID": "c-1", "retry-after": "3"}),
+        b'{"state": "active"}',
+        7,
+    )
+    assert answer == BatchAnswer(200, None, "r-1", "c-1", 3.0, {"state": "active"}, 7)
+    assert answer.ok and answer.code is None
+
+
+@pytest.mark.parametrize("content", [b"", b"[]", b"not json", b'"text"', b"\xff"])
+def test_a_2xx_without_a_json_object_has_no_body(content: bytes) -> None:
+    answer = _answer(202, headers(), content, 0)
+    assert (answer.status, answer.body, answer.error) == (202, None, None)
+
+
+def test_a_non_2xx_reads_the_batch_error_and_never_a_body() -> None:
+    raw = batch_body("ServerBusy", "The server is busy." + SUFFIX)
+    answer = _answer(503, headers(**{"Retry-After": "10", "request-id": "r-2"}), raw, 12)
+    assert answer == BatchAnswer(503, BatchError("ServerBusy", "The server is busy."), "r-2", None, 10.0, None, 12)
+    assert not answer.ok and answer.code == "ServerBusy"
+
+
+@pytest.mark.parametrize("status", [301, 307, 502])
+def test_a_redirect_or_a_proxy_page_is_an_answer_without_an_error_body(status: int) -> None:
+    page = b"<html><body><h1>Moved</h1></body></html>"
+    answer = _answer(status, headers(Location="https://elsewhere.example/"), page, 1)
+    assert (answer.status, answer.error, answer.body, answer.ok) == (status, None, None, False)
+
+
+def test_the_repr_of_an_answer_leaves_the_body_out() -> None:
+    answer = BatchAnswer(200, body={"value": [{"id": f"t{n}"} for n in range(1000)]})
+    assert "t999" not in repr(answer)
+    assert repr(answer).startswith("BatchAnswer(status=200, error=None,")
 
 
 # ---------------------------------------------------------------- parse_retry_after
