@@ -21,7 +21,7 @@ def benchmarks(runs: int) -> dict[str, tuple[str, Callable[[], dict[str, Any]]]]
     """Name -> (title, run), in the order ``make bench`` runs them."""
     return {
         "client_cost": ("client cost per command", lambda: client_cost.run(calls=300, runs=runs)),
-        "cold_start": ("cold start", lambda: cold_start.run(runs=max(runs, 7))),
+        "cold_start": ("cold start", lambda: cold_start.run(runs=max(runs, 15))),
         "end_to_end": ("end to end", lambda: end_to_end.run(commands=400, runs=runs)),
         "binding_path": ("the Functions binding path's cost", lambda: binding_cost.run(messages=200, runs=runs)),
         "fan_out": (

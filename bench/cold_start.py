@@ -23,7 +23,8 @@ DEPENDENCIES: Final = (
     "azurefunctions.extensions.bindings.servicebus",
     "azure.identity",
     "azure.servicebus",
-    "requests",
+    "urllib3",
+    "certifi",
 )
 OWN_PREFIXES: Final = ("function_app", "shared")
 _TIMED = "import time\nstarted = time.perf_counter()\n{imports}\nprint(time.perf_counter() - started)\n"
@@ -83,7 +84,7 @@ def network_at_import() -> bool:
     return int(result.stdout.strip()) < 1
 
 
-def run(runs: int = 7) -> dict[str, Any]:
+def run(runs: int = 15) -> dict[str, Any]:
     app_imports = "import function_app"
     dep_imports = "\n".join(f"import {name}" for name in DEPENDENCIES)
     _import_seconds(app_imports)  # compile .pyc files and warm the page cache once
