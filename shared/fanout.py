@@ -35,6 +35,7 @@ from shared.batch_client import BatchAnswer, BatchError, UntrustedLink
 from shared.config import FleetSettings
 from shared.contract import (
     ID_PATTERN,
+    MAX_COMMAND_ID,
     MAX_FIRST_TARGETS,
     MAX_PAGE,
     MAX_REQUESTED_BY,
@@ -150,30 +151,26 @@ class Expander:
     def _evaluate(
         self, selection: Selection, items: Sequence[Mapping[str, Any]], as_of: datetime, budget: int
     ) -> _Page:
-        page = _Page(listed=len(items), remaining=budget)
         select, job_select = selection.select, selection.job_select
+        if isinstance(select, TaskSelector) and job_select is None:
+            return _evaluate_tasks(select.matcher(as_of), items, budget)
+        jobs = job_select if job_select is not None else select
+        assert isinstance(jobs, JobSelector)
+        page = _Page(listed=len(items), remaining=budget)
         for item in items:
             item_id = item.get("id")
             if not (isinstance(item_id, str) and ID_PATTERN.fullmatch(item_id)):
                 continue
-            if isinstance(select, TaskSelector) and job_select is None:
-                if not select.matches(item, as_of):
-                    continue
-                bound = 1
-            else:
-                jobs = job_select if job_select is not None else select
-                assert isinstance(jobs, JobSelector)
-                if not jobs.matches(item, self._fleet.scope, as_of):
-                    continue
-                if page.remaining == 0 and (jobs.needs_counts or job_select is not None):
-                    page.limit_reached = True  # counting further jobs would only spend calls
+            if not jobs.matches(item, self._fleet.scope, as_of):
+                continue
+            if page.remaining == 0 and (jobs.needs_counts or job_select is not None):
+                page.limit_reached = True  # counting further jobs would only spend calls
+                return page
+            bound = self._bound(selection, jobs, item_id, page)
+            if bound is None:
+                if page.failed is not None:
                     return page
-                found = self._bound(selection, jobs, item_id, page)
-                if found is None:
-                    if page.failed is not None:
-                        return page
-                    continue
-                bound = found
+                continue
             page.matched += 1
             if page.remaining == 0:
                 page.limit_reached = True
@@ -279,6 +276,23 @@ class Expander:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _evaluate_tasks(
+    match: Callable[[Mapping[str, Any]], bool], items: Sequence[Mapping[str, Any]], budget: int
+) -> _Page:
+    """A task page: each matching task with a valid id is one target while the budget lasts."""
+    targets: list[str] = []
+    matched = 0
+    valid = ID_PATTERN.fullmatch
+    for item in items:
+        item_id = item.get("id")
+        if isinstance(item_id, str) and valid(item_id) and match(item):
+            matched += 1
+            if len(targets) < budget:
+                targets.append(item_id)
+    remaining = budget - len(targets)
+    return _Page(len(items), matched, targets, remaining=remaining, limit_reached=matched > len(targets))
 
 
 def _listing(selection: Selection, fleet: FleetSettings, as_of: datetime) -> tuple[str, dict[str, str]]:
@@ -396,13 +410,23 @@ def _task_commands(selection: Selection, job_id: str, task_ids: Sequence[str], r
     if not task_ids:
         return []
     action, encode = selection.action, encode_basestring_ascii
-    head = f'{{"action":{encode(action)},"jobId":{encode(job_id)},"account":{encode(selection.account)},"taskId":'
-    tail = f',"requestedBy":{encode(requested_by)}}}'
+    head = f'{{"action":{encode(action)},"jobId":{encode(job_id)},"account":{encode(selection.account)},"taskId":"'
+    tail = f'","requestedBy":{encode(requested_by)}}}'
     parent = selection.command_id
+    # Task ids are Batch ids (the continuation's ids are checked when it is read): letters, digits, "-" and
+    # "_". They need no JSON escaping, and "<parent>/<jobId>/<taskId>" is child_id's readable id whenever it
+    # is short enough; its JSON string is the escaped prefix (without its closing quote) and the task id.
+    readable = f"{parent}/{job_id}/"
+    readable_json = encode(readable)[:-1]
+    room = MAX_COMMAND_ID - len(readable)
 
     def templated(task_id: str) -> Outbound:
-        command_id = child_id(parent, job_id, task_id)
-        body = f'{head}{encode(task_id)},"commandId":{encode(command_id)}{tail}'.encode()
+        if len(task_id) <= room:
+            command_id, id_json = readable + task_id, readable_json + task_id
+        else:
+            command_id = child_id(parent, job_id, task_id)
+            id_json = encode(command_id)[:-1]
+        body = f'{head}{task_id}","commandId":{id_json}{tail}'.encode()
         return Outbound(body, command_id, action, {COMMAND_ID_PROPERTY: command_id}, command_id)
 
     first = canonical(task_ids[0])

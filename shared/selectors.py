@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -105,10 +105,12 @@ def parse_time(value: object) -> datetime | None:
 
 
 def _older(item: Mapping[str, Any], older_than: OlderThan | None, as_of: datetime) -> bool:
-    if older_than is None:
-        return True
+    return older_than is None or _before(item, older_than.cutoff(as_of))
+
+
+def _before(item: Mapping[str, Any], cutoff: datetime) -> bool:
     moment = parse_time(item.get("stateTransitionTime"))
-    return moment is not None and moment < older_than.cutoff(as_of)
+    return moment is not None and moment < cutoff
 
 
 # ------------------------------------------------------------------------------------------------ scope
@@ -194,23 +196,34 @@ class TaskSelector(NamedTuple):
 
     def matches(self, task: Mapping[str, Any], as_of: datetime) -> bool:
         """Every field, checked on our side against one listed task."""
-        state = task.get("state")
-        if self.state is not None and state != self.state:
-            return False
-        info: Mapping[str, Any] = {}
-        if self.result is not None or self.exit_codes is not None:
-            found = task.get("executionInfo")
-            info = found if isinstance(found, Mapping) else {}
-        if self.result is not None and (state != "completed" or info.get("result") != self.result):
-            return False
-        if self.exit_codes is not None:
-            code = info.get("exitCode")
-            if state != "completed" or isinstance(code, bool) or code not in self.exit_codes:
+        return self.matcher(as_of)(task)
+
+    def matcher(self, as_of: datetime) -> Callable[[Mapping[str, Any]], bool]:
+        """``matches`` for every task of one page: the cutoff and the fields read once, not once per task."""
+        wanted_state, result, exit_codes, prefix = self.state, self.result, self.exit_codes, self.id_prefix
+        cutoff = self.older_than.cutoff(as_of) if self.older_than is not None else None
+        needs_info = result is not None or exit_codes is not None
+
+        def match(task: Mapping[str, Any]) -> bool:
+            state = task.get("state")
+            if wanted_state is not None and state != wanted_state:
                 return False
-        task_id = task.get("id")
-        if self.id_prefix and not (isinstance(task_id, str) and task_id.startswith(self.id_prefix)):
-            return False
-        return _older(task, self.older_than, as_of)
+            if needs_info:
+                found = task.get("executionInfo")
+                info: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+                if result is not None and (state != "completed" or info.get("result") != result):
+                    return False
+                if exit_codes is not None:
+                    code = info.get("exitCode")
+                    if state != "completed" or isinstance(code, bool) or code not in exit_codes:
+                        return False
+            if prefix:
+                task_id = task.get("id")
+                if not (isinstance(task_id, str) and task_id.startswith(prefix)):
+                    return False
+            return cutoff is None or _before(task, cutoff)
+
+        return match
 
     def upper_bound(self, counts: Mapping[str, int]) -> int:
         """The most tasks of a job this selector can match, from the job's Get Task Counts.

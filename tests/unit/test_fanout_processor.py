@@ -16,6 +16,7 @@ from typing import Any, Final
 import pytest
 
 import schemas
+from shared.contract import Command, child_id
 from shared.messages import Outbound, Received
 from shared.processor import Processor, Result
 from tests.unit.helpers import NOW, FakeBatch, SchemaValidator, answer, make_settings
@@ -112,6 +113,29 @@ def test_a_later_page_enqueues_the_previous_targets_then_the_next_page_then_repo
         "commandId": "sel/render-1/t1",
         "requestedBy": "selector:sel",
     }
+
+
+@pytest.mark.parametrize("command_id", ["sel", 'q"uo\\te', "x" * 60, "y" * 100])
+def test_every_task_command_is_the_one_command_to_message_makes(command_id: str) -> None:
+    """The page's template (fanout._task_commands) against Command.to_message, for every task: a commandId
+    that JSON must escape, and ids that cross from readable to digest child ids within one page."""
+    pending = ["t1", "a" * 30, "b" * 39, "c" * 40, "d" * 64, "e-_9"]
+    bus = OrderedBus()
+    run({**page_two(pending), "commandId": command_id}, FakeBatch(list_answer=listing()), bus, message_id="m#p2")
+    children = bus.sent[: len(pending)]
+    expected = [
+        Command(
+            "deleteTask",
+            "render-1",
+            task,
+            "prod",
+            child_id(command_id, "render-1", task),
+            requested_by=f"selector:{command_id}",
+        ).to_message()
+        for task in pending
+    ]
+    assert children == expected
+    assert len({json.loads(m.body)["commandId"] for m in children}) == len(pending)
 
 
 def test_the_last_page_without_targets_ends_the_selector_in_place() -> None:
