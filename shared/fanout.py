@@ -24,7 +24,9 @@ Nothing here sends anything; one page and at most one page of counts calls is al
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
@@ -56,6 +58,10 @@ from shared.selectors import JOB_SELECT, TASK_SELECT, JobSelector, TaskSelector
 TASK_PAGE: Final = 500
 JOB_PAGE: Final = 500
 COUNTED_JOB_PAGE: Final = 100
+# Get Task Counts calls of one page in flight at once: a page of 100 jobs waits for 13 round trips, not 100.
+# Counting stops at the first wave after the budget runs out, so at most COUNTS_IN_FLIGHT - 1 calls are spent
+# on jobs that no longer get a share.
+COUNTS_IN_FLIGHT: Final = 8
 
 
 class Lister(Protocol):
@@ -107,6 +113,8 @@ class Expander:
         self._batch = batch
         self._policy = policy
         self._clock = clock
+        # Threads start on first use, so an instance that never counts tasks has none.
+        self._pool = ThreadPoolExecutor(COUNTS_IN_FLIGHT, thread_name_prefix="task-counts")
 
     def plan(self, selection: Selection) -> PagePlan:
         previous = selection.continuation
@@ -157,37 +165,54 @@ class Expander:
         jobs = job_select if job_select is not None else select
         assert isinstance(jobs, JobSelector)
         page = _Page(listed=len(items), remaining=budget)
-        for item in items:
-            item_id = item.get("id")
-            if not (isinstance(item_id, str) and ID_PATTERN.fullmatch(item_id)):
-                continue
-            if not jobs.matches(item, self._fleet.scope, as_of):
-                continue
-            if page.remaining == 0 and (jobs.needs_counts or job_select is not None):
+        scope = self._fleet.scope
+        candidates = [
+            item["id"]
+            for item in items
+            if isinstance(item.get("id"), str) and ID_PATTERN.fullmatch(item["id"]) and jobs.matches(item, scope, as_of)
+        ]
+        if not (jobs.needs_counts or job_select is not None):
+            page.matched = len(candidates)
+            page.targets = candidates[:budget]
+            page.remaining = budget - len(page.targets)
+            page.limit_reached = page.matched > len(page.targets)
+            return page
+        for start in range(0, len(candidates), COUNTS_IN_FLIGHT):
+            if page.remaining == 0:
                 page.limit_reached = True  # counting further jobs would only spend calls
                 return page
-            bound = self._bound(selection, jobs, item_id, page)
-            if bound is None:
+            wave = candidates[start : start + COUNTS_IN_FLIGHT]
+            for job_id, answer in zip(wave, self._task_counts(selection.account, wave), strict=True):
+                if page.remaining == 0:
+                    page.limit_reached = True
+                    return page
+                bound = self._bound(selection, jobs, answer, page)
                 if page.failed is not None:
                     return page
-                continue
-            page.matched += 1
-            if page.remaining == 0:
-                page.limit_reached = True
-                continue
-            share = min(page.remaining, bound)
-            page.targets.append(item_id)
-            if job_select is not None:
-                page.limits.append(share)
-            page.remaining -= share
+                if bound is None:
+                    continue
+                page.matched += 1
+                share = min(page.remaining, bound)
+                page.targets.append(job_id)
+                if job_select is not None:
+                    page.limits.append(share)
+                page.remaining -= share
         return page
 
-    def _bound(self, selection: Selection, jobs: JobSelector, job_id: str, page: _Page) -> int | None:
-        """How many targets a job stands for: 1 for a job action, the task budget it may need for jobSelect;
-        None when it does not match (or its counts failed: ``page.failed``)."""
-        if not jobs.needs_counts and selection.job_select is None:
-            return 1
-        answer = self._batch.get_task_counts(selection.account, job_id)
+    def _task_counts(self, account: str, job_ids: Sequence[str]) -> list[BatchAnswer]:
+        """Get Task Counts of each job, in order; the calls of a wave run side by side, as each waits on Batch."""
+        if len(job_ids) == 1:
+            return [self._batch.get_task_counts(account, job_ids[0])]
+        # Each call runs in a copy of this invocation's context (its trace and delivery), one copy per call.
+        calls = [
+            self._pool.submit(contextvars.copy_context().run, self._batch.get_task_counts, account, job_id)
+            for job_id in job_ids
+        ]
+        return [call.result() for call in calls]
+
+    def _bound(self, selection: Selection, jobs: JobSelector, answer: BatchAnswer, page: _Page) -> int | None:
+        """How many targets a job stands for, from its Get Task Counts: 1 for a job action, the task budget it
+        may need for jobSelect; None when it does not match (or its counts failed: ``page.failed``)."""
         counts = _counts(answer)
         if counts is None:
             if answer.code != "JobNotFound":  # a job deleted since the listing simply does not match
