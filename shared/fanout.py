@@ -161,22 +161,14 @@ class Expander:
     ) -> _Page:
         select, job_select = selection.select, selection.job_select
         if isinstance(select, TaskSelector) and job_select is None:
-            return _evaluate_tasks(select.matcher(as_of), items, budget)
+            return _one_target_each(len(items), _matching_ids(items, select.matcher(as_of)), budget)
         jobs = job_select if job_select is not None else select
         assert isinstance(jobs, JobSelector)
-        page = _Page(listed=len(items), remaining=budget)
         scope = self._fleet.scope
-        candidates = [
-            item["id"]
-            for item in items
-            if isinstance(item.get("id"), str) and ID_PATTERN.fullmatch(item["id"]) and jobs.matches(item, scope, as_of)
-        ]
+        candidates = _matching_ids(items, lambda item: jobs.matches(item, scope, as_of))
         if not (jobs.needs_counts or job_select is not None):
-            page.matched = len(candidates)
-            page.targets = candidates[:budget]
-            page.remaining = budget - len(page.targets)
-            page.limit_reached = page.matched > len(page.targets)
-            return page
+            return _one_target_each(len(items), candidates, budget)
+        page = _Page(listed=len(items), remaining=budget)
         for start in range(0, len(candidates), COUNTS_IN_FLIGHT):
             if page.remaining == 0:
                 page.limit_reached = True  # counting further jobs would only spend calls
@@ -303,21 +295,16 @@ class Expander:
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _evaluate_tasks(
-    match: Callable[[Mapping[str, Any]], bool], items: Sequence[Mapping[str, Any]], budget: int
-) -> _Page:
-    """A task page: each matching task with a valid id is one target while the budget lasts."""
-    targets: list[str] = []
-    matched = 0
+def _matching_ids(items: Sequence[Mapping[str, Any]], match: Callable[[Mapping[str, Any]], bool]) -> list[str]:
+    """The ids of the listed items that have a valid Batch id and match, in page order."""
     valid = ID_PATTERN.fullmatch
-    for item in items:
-        item_id = item.get("id")
-        if isinstance(item_id, str) and valid(item_id) and match(item):
-            matched += 1
-            if len(targets) < budget:
-                targets.append(item_id)
-    remaining = budget - len(targets)
-    return _Page(len(items), matched, targets, remaining=remaining, limit_reached=matched > len(targets))
+    return [item_id for item in items if isinstance(item_id := item.get("id"), str) and valid(item_id) and match(item)]
+
+
+def _one_target_each(listed: int, matched: list[str], budget: int) -> _Page:
+    """A page whose every match is one target (a task, or a job for a job action) while the budget lasts."""
+    targets = matched[:budget]
+    return _Page(listed, len(matched), targets, remaining=budget - len(targets), limit_reached=len(matched) > budget)
 
 
 def _listing(selection: Selection, fleet: FleetSettings, as_of: datetime) -> tuple[str, dict[str, str]]:
