@@ -110,13 +110,19 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(0.0, moment.timestamp() - (time.time() if now is None else now)), MAX_RETRY_AFTER)
 
 
-def parse_error(body: bytes) -> BatchError | None:
-    """Read a BatchError body; None when the body is not one (e.g. a proxy's HTML page)."""
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    """A response body that is a JSON object; None for anything else (empty, HTML, not text, a list)."""
     try:
-        data = json.loads(body)
+        data = json.loads(content)
     except ValueError:  # not JSON, or not text (UnicodeDecodeError is a ValueError)
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+    return data if isinstance(data, dict) else None
+
+
+def parse_error(body: bytes) -> BatchError | None:
+    """Read a BatchError body; None when the body is not one (e.g. a proxy's HTML page)."""
+    data = _json_object(body)
+    if data is None or not isinstance(data.get("code"), str):
         return None
     message = data.get("message")
     text = message.get("value", "") if isinstance(message, dict) else ""
@@ -340,22 +346,12 @@ def _answer(status: int, headers: Mapping[str, str], content: bytes, duration_ms
     """The answer one response gave; ``headers`` must look names up case-insensitively (urllib3's
     ``HTTPHeaderDict`` does)."""
     ok = 200 <= status < 300
-    body: Mapping[str, Any] | None = None
-    error: BatchError | None = None
-    if ok and content:
-        try:
-            parsed = json.loads(content)
-        except ValueError:
-            parsed = None
-        body = parsed if isinstance(parsed, dict) else None
-    elif not ok:
-        error = parse_error(content)
     return BatchAnswer(
         status=status,
-        error=error,
+        error=None if ok else parse_error(content),
         request_id=headers.get("request-id"),
         client_request_id=headers.get("client-request-id"),
         retry_after=parse_retry_after(headers.get("Retry-After")),
-        body=body,
+        body=_json_object(content) if ok else None,
         duration_ms=duration_ms,
     )
